@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class BillingConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "billing"
+
+    def ready(self):
+        # Registers the exact-sum aggregate on SQLite connections.
+        from . import money  # noqa: F401

@@ -1,0 +1,194 @@
+"""The institution's billing configuration: a YAML file, validated into plain dataclasses.
+
+Every command takes `-c/--config PATH`; otherwise OPENCHARGEBACK_CONFIG (settings) names the file;
+with neither, the built-in defaults apply. Errors name the key that is wrong
+(`review.flag_patterns[1]: invalid regular expression …`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.conf import settings
+
+# Internal attribution fields, in the order statements and journals use them.
+ATTRIBUTION_FIELDS = ("pi_email", "project_id", "fund_org", "cost_center", "reference_1", "reference_2")
+DEFAULT_TAG_MAPPING = {name: name for name in ATTRIBUTION_FIELDS}
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable, or has a wrong value (the message says where)."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    pattern: str = ""  # regex searched in an uploaded file's name to guess its source
+    display_name: str = ""
+    credit_fund_org: str = ""
+    account_code: str = ""
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    fund_org_regex: re.Pattern = re.compile(r"^(?P<orgn>[^-]+)-(?P<fund>.+)$")
+    default_account: str = ""
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    from_address: str = "billing@example.edu"
+    from_name: str = "Research Computing Billing"
+    subject_template: str = "Research computing statement for {period}"
+
+
+@dataclass(frozen=True)
+class BillingConfig:
+    institution_name: str = "Research Computing"
+    contact_email: str = ""
+    currency: str = "USD"
+    tag_mapping: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TAG_MAPPING))
+    sources: tuple[SourceConfig, ...] = ()
+    flag_patterns: tuple[re.Pattern, ...] = ()
+    fund_org_patterns: tuple[re.Pattern, ...] = ()
+    journal: JournalConfig = field(default_factory=JournalConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
+    path: str = ""
+
+    def source(self, name: str) -> SourceConfig | None:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        return None
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        names = names.replace("dict", "mapping").replace("str", "text").replace("list", "list")
+        raise ConfigError(f"{key}: expected {names}, got {value!r}")
+    return value
+
+
+def _text(section: dict, name: str, key: str, default: str = "") -> str:
+    value = section.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigError(f"{key}.{name}: expected text, got {value!r}")
+    return str(value).strip()
+
+
+def _regex(value: Any, key: str) -> re.Pattern:
+    _expect(value, str, key)
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ConfigError(f"{key}: invalid regular expression {value!r}: {exc}") from None
+
+
+def _regex_list(section: dict, name: str, key: str) -> tuple[re.Pattern, ...]:
+    values = section.get(name) or []
+    _expect(values, list, f"{key}.{name}")
+    return tuple(_regex(v, f"{key}.{name}[{i}]") for i, v in enumerate(values))
+
+
+def parse_config(data: Any, path: str = "") -> BillingConfig:
+    """Validate a parsed YAML document into a BillingConfig."""
+    if data is None:
+        data = {}
+    _expect(data, dict, "top level")
+
+    institution = _expect(data.get("institution") or {}, dict, "institution")
+    currency = _text(data, "currency", "", "USD").upper()
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ConfigError(f"currency: expected a three-letter ISO 4217 code, got {currency!r}")
+
+    mapping = dict(DEFAULT_TAG_MAPPING)
+    raw_mapping = _expect(data.get("tag_mapping") or {}, dict, "tag_mapping")
+    for name, tag_key in raw_mapping.items():
+        if name not in ATTRIBUTION_FIELDS:
+            known = ", ".join(ATTRIBUTION_FIELDS)
+            raise ConfigError(f"tag_mapping.{name}: unknown field (known fields: {known})")
+        if not isinstance(tag_key, str) or not tag_key.strip():
+            raise ConfigError(f"tag_mapping.{name}: expected a tag key, got {tag_key!r}")
+        mapping[name] = tag_key.strip()
+
+    sources = []
+    seen = set()
+    for i, raw in enumerate(_expect(data.get("sources") or [], list, "sources")):
+        key = f"sources[{i}]"
+        _expect(raw, dict, key)
+        name = _text(raw, "name", key)
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name):
+            raise ConfigError(
+                f"{key}.name: expected a short lowercase name (letters, digits, - _ .), got {name!r}"
+            )
+        if name in seen:
+            raise ConfigError(f"{key}.name: source {name!r} is listed twice")
+        seen.add(name)
+        pattern = _text(raw, "pattern", key, name)
+        _regex(pattern, f"{key}.pattern")
+        sources.append(
+            SourceConfig(
+                name=name,
+                pattern=pattern,
+                display_name=_text(raw, "display_name", key, name),
+                credit_fund_org=_text(raw, "credit_fund_org", key),
+                account_code=_text(raw, "account_code", key),
+            )
+        )
+
+    review = _expect(data.get("review") or {}, dict, "review")
+    journal = _expect(data.get("journal") or {}, dict, "journal")
+    email = _expect(data.get("email") or {}, dict, "email")
+    journal_config = JournalConfig(
+        fund_org_regex=_regex(
+            journal.get("fund_org_regex", JournalConfig.fund_org_regex.pattern),
+            "journal.fund_org_regex",
+        ),
+        default_account=_text(journal, "default_account", "journal"),
+    )
+    defaults = EmailConfig()
+    return BillingConfig(
+        institution_name=_text(institution, "name", "institution", BillingConfig.institution_name),
+        contact_email=_text(institution, "contact_email", "institution"),
+        currency=currency,
+        tag_mapping=mapping,
+        sources=tuple(sources),
+        flag_patterns=_regex_list(review, "flag_patterns", "review"),
+        fund_org_patterns=_regex_list(review, "fund_org_patterns", "review"),
+        journal=journal_config,
+        email=EmailConfig(
+            from_address=_text(email, "from_address", "email", defaults.from_address),
+            from_name=_text(email, "from_name", "email", defaults.from_name),
+            subject_template=_text(email, "subject_template", "email", defaults.subject_template),
+        ),
+        path=path,
+    )
+
+
+def load_config(path: str | Path | None = None) -> BillingConfig:
+    """Read and validate the configuration at `path` (or the configured default)."""
+    path = path or settings.OPENCHARGEBACK_CONFIG
+    if not path:
+        return BillingConfig()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration file: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return parse_config(data, str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

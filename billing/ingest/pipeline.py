@@ -1,0 +1,444 @@
+"""The import service: FOCUS files in, charges and a receipt out, all or nothing.
+
+Invariants:
+- One transaction: a refusal, an error or a dry run leaves the database exactly as it was.
+- Every row of every file becomes a charge (flagged when it can't be billed as it is), or the
+  whole import is refused with the file, line and column of each problem.
+- Replacement (the default) makes a source's charges for each month the files contain equal to
+  the files' rows: rows that come back identical (same fingerprint) are kept with their review
+  decisions, rows no longer delivered are removed, new rows are added. The same files twice
+  change nothing and report `unchanged`. `append` adds the files' rows instead; a file already
+  appended for the source (same content hash, its charges still present) is skipped.
+- Closed and finalized periods refuse imports.
+- The receipt's totals are exact sums of the files' own text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from django.db import connection, transaction
+
+from accounts.services import actor_name, audit_record
+
+from ..config import BillingConfig, load_config
+from ..models import AccountMapping, BillingPeriod, Charge, Import, ImportFile, Source
+from ..money import ZERO, ExactSum, exact_sum, money_text
+from . import loader
+from .columns import map_headers
+from .errors import FileRefused, ImportRefused
+from .reader import read_batches, read_headers
+from .rows import RowBuilder
+
+PERIOD_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+
+
+@dataclass
+class ImportResult:
+    status: str  # imported, replaced, unchanged or dry-run
+    source: str
+    periods: list[str]
+    rows_read: int
+    rows_imported: int
+    rows_flagged: int
+    rows_added: int
+    rows_removed: int
+    rows_unchanged: int
+    totals: dict[str, dict[str, str]]
+    billed_change: dict[str, str]
+    files: list[dict]
+    import_id: int | None = None
+    would_be: str = ""  # for a dry run: the status the real import would have
+    skipped_files: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _File:
+    path: Path
+    name: str
+    sha256: str
+    size: int
+    headers: list[str]
+    fields: dict[str, int]
+    extra: dict[str, int]
+    rows: int = 0
+    record: ImportFile | None = None
+
+
+@dataclass
+class _PeriodState:
+    period: BillingPeriod
+    existing: dict[str, tuple[int, str]]  # fingerprint -> (id, review status), replace mode
+    taken: set[str]  # fingerprints already used (append mode keeps earlier parts')
+    seen: set[str] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Totals:
+    billed: dict[str, list[Decimal]] = field(default_factory=dict)
+    listed: dict[str, list[Decimal]] = field(default_factory=dict)
+    flagged: dict[str, list[Decimal]] = field(default_factory=dict)
+    added: dict[str, list[Decimal]] = field(default_factory=dict)  # billed of new rows
+
+    def result(self) -> dict[str, dict[str, str]]:
+        out = {}
+        for currency in sorted(self.billed):
+            out[currency] = {
+                "billed": money_text(exact_sum(self.billed[currency])),
+                "list": money_text(exact_sum(self.listed.get(currency, []))),
+                "flagged_billed": money_text(exact_sum(self.flagged.get(currency, []))),
+            }
+        return out
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def source_for_import(name: str, config: BillingConfig) -> Source:
+    """The Source named `name`, kept in step with the configuration's entry for it."""
+    configured = config.source(name)
+    if configured is not None:
+        source, _ = Source.objects.update_or_create(
+            name=name,
+            defaults={
+                "display_name": configured.display_name or name,
+                "filename_pattern": configured.pattern,
+                "credit_fund_org": configured.credit_fund_org,
+                "account_code": configured.account_code,
+            },
+        )
+        return source
+    source = Source.objects.filter(name=name).first()
+    if source is None:
+        known = sorted({s.name for s in config.sources} | set(Source.objects.values_list("name", flat=True)))
+        hint = f"known sources: {', '.join(known)}" if known else "no sources are configured yet"
+        raise ImportRefused(
+            f"unknown source {name!r} ({hint}); add it to the configuration's `sources` "
+            "or in the admin"
+        )
+    return source
+
+
+def _account_map(source: Source) -> dict[str, dict[str, str]]:
+    """account id -> attribution; a source's own entries win over any-source entries."""
+    mapping: dict[str, dict[str, str]] = {}
+    rows = AccountMapping.objects.filter(source__isnull=True).values()
+    own = AccountMapping.objects.filter(source=source).values()
+    for row in list(rows) + list(own):
+        mapping[row["account_id"]] = {
+            "pi_email": row["pi_email"],
+            "project_id": row["project_id"],
+            "fund_org": row["fund_org"],
+            "cost_center": row["cost_center"],
+        }
+    return mapping
+
+
+def _occurrence(content_hash: str, n: int) -> str:
+    if n == 0:
+        return content_hash
+    return hashlib.blake2b(f"{content_hash}#{n}".encode(), digest_size=16).hexdigest()
+
+
+def import_files(
+    *,
+    paths: Sequence[str | Path],
+    source: str,
+    period: str | None = None,
+    append: bool = False,
+    dry_run: bool = False,
+    acting_user=None,
+    actor: str = "",
+    config: BillingConfig | None = None,
+    progress: Callable[[int], None] | None = None,
+    display_names: Sequence[str] | None = None,
+) -> ImportResult:
+    """Import FOCUS files for one source. Raises ImportRefused with the reasons."""
+    config = config or load_config()
+    if period is not None and not PERIOD_RE.match(period):
+        raise ImportRefused(f"period must be YYYY-MM, got {period!r}")
+    if not paths:
+        raise ImportRefused("no files to import")
+
+    files: list[_File] = []
+    for index, raw_path in enumerate(paths):
+        path = Path(raw_path)
+        name = display_names[index] if display_names else str(raw_path)
+        if not path.is_file():
+            raise ImportRefused(f"{name}: no such file")
+        try:
+            headers = read_headers(path)
+        except FileRefused as exc:
+            raise ImportRefused(f"{name}: {exc}") from None
+        fields, extra, problems = map_headers(headers)
+        if problems:
+            raise ImportRefused(f"{name}: not a FOCUS file we can import", problems)
+        digest, size = sha256_file(path)
+        files.append(_File(path, name, digest, size, headers, fields, extra))
+
+    actor = actor or actor_name(acting_user)
+    with transaction.atomic():
+        result = _import(
+            files=files,
+            source_name=source,
+            period=period,
+            append=append,
+            dry_run=dry_run,
+            acting_user=acting_user,
+            actor=actor,
+            config=config,
+            progress=progress,
+        )
+        if dry_run:
+            transaction.set_rollback(True)
+    return result
+
+
+def _import(*, files, source_name, period, append, dry_run, acting_user, actor, config, progress):
+    source = source_for_import(source_name, config)
+    if period is not None:
+        requested = BillingPeriod.objects.filter(key=period).first()
+        if requested is not None and not requested.is_open():
+            raise ImportRefused(f"period {period} is {requested.status}: it takes no imports")
+
+    skipped: list[str] = []
+    if append:
+        for item in list(files):
+            if Charge.objects.filter(
+                import_file__sha256=item.sha256, import_file__import_run__source=source
+            ).exists():
+                skipped.append(item.name)
+                files.remove(item)
+
+    record = Import.objects.create(
+        source=source,
+        outcome=Import.Outcome.IMPORTED,
+        mode=Import.Mode.APPEND if append else Import.Mode.REPLACE,
+        requested_period=period or "",
+        acting_user=acting_user if getattr(acting_user, "pk", None) else None,
+        actor=actor,
+    )
+    for item in files:
+        item.record = ImportFile.objects.create(
+            import_run=record, name=item.name[-500:], sha256=item.sha256, size_bytes=item.size, rows=0
+        )
+
+    builder = RowBuilder(
+        config=config,
+        source_id=source.pk,
+        requested_period=period,
+        adapt_datetime=loader.adapt_datetime,
+        account_map=_account_map(source),
+    )
+    states: dict[str, _PeriodState] = {}
+    totals = _Totals()
+    counts = {"read": 0, "flagged": 0, "added": 0, "unchanged": 0}
+    period_ids: dict[str, int] = {}
+
+    def state_for(key: str) -> _PeriodState:
+        state = states.get(key)
+        if state is None:
+            billing_period, _ = BillingPeriod.objects.get_or_create(key=key)
+            if not billing_period.is_open():
+                raise ImportRefused(
+                    f"the files contain rows for {key}, which is {billing_period.status}: "
+                    "nothing was imported"
+                )
+            existing = loader.existing_fingerprints(source.pk, billing_period.pk)
+            state = _PeriodState(
+                period=billing_period,
+                existing={} if append else existing,
+                taken=set(existing) if append else set(),
+            )
+            states[key] = state
+            period_ids[key] = billing_period.pk
+        return state
+
+    for item in files:
+        parse_problems: list[str] = []
+        try:
+            for batch in read_batches(item.path, item.headers, parse_problems):
+                built = builder.build(
+                    batch, file_name=item.name, fields=item.fields, extra=item.extra
+                )
+                item.rows += built.count
+                counts["read"] += built.count
+                if builder.problem_count or parse_problems:
+                    continue  # keep reading to list problems; nothing will be kept
+                _place_batch(built, item, source, states, state_for, totals, counts)
+                if progress:
+                    progress(built.count)
+        except FileRefused as exc:
+            raise ImportRefused(f"{item.name}: {exc}") from None
+        for problem in parse_problems:
+            builder.problem(item.name, problem)
+        if item.rows == 0 and not builder.problem_count:
+            raise ImportRefused(f"{item.name}: the file has a header but no rows")
+        item.record.rows = item.rows
+        item.record.save(update_fields=["rows"])
+
+    if builder.problem_count:
+        raise ImportRefused(
+            f"refused: {builder.problem_count} value(s) can't be imported; nothing was written",
+            builder.problems,
+            builder.problem_count,
+        )
+
+    removed = 0
+    had_rows = False
+    # The months' billed totals before this import: now, less what it added.
+    before = _billed_by_currency(source, period_ids.values())
+    for currency, values in totals.added.items():
+        before[currency] = before.get(currency, ZERO) - exact_sum(values)
+    for state in states.values():
+        had_rows = had_rows or bool(state.existing) or bool(state.taken)
+        gone = [pk for fp, (pk, _) in state.existing.items() if fp not in state.seen]
+        loader.delete_charges(gone)
+        removed += len(gone)
+    after = _billed_by_currency(source, period_ids.values())
+    change = {
+        cur: money_text(after.get(cur, ZERO) - before.get(cur, ZERO))
+        for cur in sorted(set(before) | set(after))
+    }
+
+    if not files:
+        outcome = Import.Outcome.UNCHANGED
+    elif append:
+        outcome = Import.Outcome.IMPORTED
+    elif counts["added"] == 0 and removed == 0 and had_rows:
+        outcome = Import.Outcome.UNCHANGED
+    elif had_rows:
+        outcome = Import.Outcome.REPLACED
+    else:
+        outcome = Import.Outcome.IMPORTED
+
+    record.outcome = outcome
+    record.periods = sorted(states)
+    record.rows_read = counts["read"]
+    record.rows_imported = counts["added"] + counts["unchanged"]
+    record.rows_flagged = counts["flagged"]
+    record.rows_added = counts["added"]
+    record.rows_removed = removed
+    record.rows_unchanged = counts["unchanged"]
+    record.totals = totals.result()
+    record.billed_change = change
+    record.save()
+    audit_record(
+        action="import",
+        acting_user=acting_user,
+        actor=actor,
+        obj=record,
+        after={"outcome": outcome, "periods": record.periods},
+        details={
+            "files": [{"name": f.name, "sha256": f.sha256, "rows": f.rows} for f in files],
+            "skipped_files": skipped,
+            "rows_read": record.rows_read,
+            "rows_added": record.rows_added,
+            "rows_removed": removed,
+            "rows_flagged": record.rows_flagged,
+            "totals": record.totals,
+            "billed_change": change,
+            "dry_run": dry_run,
+        },
+    )
+    return ImportResult(
+        status="dry-run" if dry_run else outcome,
+        would_be=outcome if dry_run else "",
+        source=source.name,
+        periods=record.periods,
+        rows_read=record.rows_read,
+        rows_imported=record.rows_imported,
+        rows_flagged=record.rows_flagged,
+        rows_added=record.rows_added,
+        rows_removed=removed,
+        rows_unchanged=record.rows_unchanged,
+        totals=record.totals,
+        billed_change=change,
+        files=[{"name": f.name, "sha256": f.sha256, "rows": f.rows} for f in files],
+        import_id=None if dry_run else record.pk,
+        skipped_files=skipped,
+    )
+
+
+def _place_batch(built, item, source, states, state_for, totals, counts):
+    """Decide, row by row, whether a row is kept (identical to a charge) or added; insert adds."""
+    columns = built.columns
+    fingerprints = []
+    keep_mask = []
+    period_ids = []
+    for i in range(built.count):
+        key = built.period_keys[i]
+        state = state_for(key)
+        content = built.content_hashes[i]
+        n = state.counts.get(content, 0)
+        fp = _occurrence(content, n)
+        while fp in state.taken:
+            n += 1
+            fp = _occurrence(content, n)
+        state.counts[content] = n + 1
+        fingerprints.append(fp)
+        period_ids.append(state.period.pk)
+        match = state.existing.get(fp)
+        if match is not None:
+            state.seen.add(fp)
+            keep_mask.append(True)
+            status = match[1]
+        else:
+            keep_mask.append(False)
+            status = columns["review_status"][i]
+        currency = built.currencies[i]
+        totals.billed.setdefault(currency, []).append(built.billed[i])
+        if built.listed[i] is not None:
+            totals.listed.setdefault(currency, []).append(built.listed[i])
+        if match is None:
+            totals.added.setdefault(currency, []).append(built.billed[i])
+        if status == "flagged":
+            counts["flagged"] += 1
+            totals.flagged.setdefault(currency, []).append(built.billed[i])
+
+    columns["source_id"] = [source.pk] * built.count
+    columns["period_id"] = period_ids
+    columns["import_file_id"] = [item.record.pk] * built.count
+    columns["fingerprint"] = fingerprints
+    rows = [
+        row
+        for row, keep in zip(zip(*(columns[name] for name in loader.INSERT_COLUMNS)), keep_mask)
+        if not keep
+    ]
+    loader.insert_rows(rows)
+    counts["added"] += len(rows)
+    counts["unchanged"] += built.count - len(rows)
+    # Bound memory: fold each currency's list of amounts into its running sum.
+    for bucket in (totals.billed, totals.listed, totals.flagged, totals.added):
+        for currency, values in bucket.items():
+            if len(values) > 1:
+                bucket[currency] = [exact_sum(values)]
+
+
+def _billed_by_currency(source: Source, period_ids) -> dict[str, Decimal]:
+    ids = list(period_ids)
+    if not ids:
+        return {}
+    rows = (
+        Charge.objects.filter(source=source, period_id__in=ids)
+        .values("billing_currency")
+        .annotate(total=ExactSum("billed_cost"))
+        .order_by()
+    )
+    return {row["billing_currency"]: row["total"] for row in rows}

@@ -1,0 +1,179 @@
+"""Read a FOCUS file into batches of text columns, streaming, whatever its format.
+
+CSV (optionally gzip-compressed) is read by pyarrow's multi-threaded streaming reader with every
+column as text, so no value is ever guessed into a float. Parquet columns of other types are
+turned into text: decimals and integers exactly, timestamps as ISO text, maps and structs as JSON.
+Empty fields and the text NULL are null.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import csv as pa_csv
+
+from .errors import FileRefused
+
+NULL_TEXTS = ["", "NULL"]
+BLOCK_SIZE = 8 << 20  # bytes of CSV per batch: ~50,000 typical FOCUS rows
+
+
+@dataclass
+class Batch:
+    arrays: list[pa.Array]  # one string array per column, in file order
+    first_line: int  # line number of the batch's first row (the header is line 1)
+
+    @property
+    def count(self) -> int:
+        return len(self.arrays[0]) if self.arrays else 0
+
+    def column(self, index: int) -> list[str | None]:
+        return self.arrays[index].to_pylist()
+
+
+def file_format(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".parquet") or name.endswith(".pq"):
+        return "parquet"
+    if name.endswith(".csv.gz") or name.endswith(".gz"):
+        return "csv.gz"
+    return "csv"
+
+
+def read_headers(path: Path) -> list[str]:
+    fmt = file_format(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        except (pa.ArrowException, OSError) as exc:
+            raise FileRefused(f"not a readable Parquet file ({exc})") from None
+    opener = gzip.open if fmt == "csv.gz" else open
+    try:
+        with opener(path, "rb") as raw:
+            head = raw.read(1 << 20)
+    except (OSError, EOFError) as exc:
+        raise FileRefused(f"cannot read the file ({exc})") from None
+    if not head.strip():
+        raise FileRefused("the file is empty")
+    if b"\x00" in head:
+        raise FileRefused("not a CSV file (it contains binary data)")
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the read boundary
+            raise FileRefused(f"not UTF-8 text (byte {exc.start + 1})") from None
+        text = head[: exc.start].decode("utf-8-sig")
+    first_line = next(csv.reader(io.StringIO(text)), [])
+    if len(first_line) < 2:
+        raise FileRefused("not a FOCUS CSV file (the first line is not a header of columns)")
+    return first_line
+
+
+def read_batches(path: Path, headers: list[str], problems: list[str]) -> Iterator[Batch]:
+    """Yield the file's rows in batches. Rows that don't parse are added to `problems`."""
+    if file_format(path) == "parquet":
+        yield from _read_parquet(path)
+    else:
+        yield from _read_csv(path, headers, problems)
+
+
+def _read_csv(path: Path, headers: list[str], problems: list[str]) -> Iterator[Batch]:
+    names = [f"c{i}" for i in range(len(headers))]
+
+    def on_invalid_row(row):
+        problems.append(
+            f"line {row.number or '?'}: expected {row.expected_columns} columns, "
+            f"found {row.actual_columns}"
+        )
+        return "skip"
+
+    read_options = pa_csv.ReadOptions(
+        column_names=names, skip_rows=1, block_size=BLOCK_SIZE, use_threads=True
+    )
+    parse_options = pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid_row)
+    convert_options = pa_csv.ConvertOptions(
+        column_types={name: pa.string() for name in names},
+        null_values=NULL_TEXTS,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    compression = "gzip" if file_format(path) == "csv.gz" else None
+    line = 2
+    try:
+        stream = pa.input_stream(str(path), compression=compression)
+        reader = pa_csv.open_csv(
+            stream,
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
+        )
+        for record_batch in reader:
+            if record_batch.num_rows == 0:
+                continue
+            yield Batch(arrays=list(record_batch.columns), first_line=line)
+            line += record_batch.num_rows
+    except pa.ArrowInvalid as exc:
+        message = str(exc)
+        if "UTF8" in message or "utf8" in message.lower():
+            raise FileRefused("not UTF-8 text") from None
+        if "Empty CSV file" in message:
+            return
+        raise FileRefused(f"not a readable CSV file near line {line}: {message}") from None
+    except (OSError, EOFError) as exc:
+        raise FileRefused(f"cannot read the file ({exc})") from None
+
+
+def _parquet_text(array: pa.Array) -> pa.Array:
+    kind = array.type
+    if pa.types.is_string(kind):
+        return array
+    if pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
+        return pc.cast(array, pa.string())
+    if pa.types.is_null(kind):
+        return pa.nulls(len(array), pa.string())
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return pa.array(
+            [None if v is None else v.isoformat() for v in array.to_pylist()], pa.string()
+        )
+    if pa.types.is_map(kind):
+        return pa.array(
+            [None if v is None else json.dumps(dict(v)) for v in array.to_pylist()], pa.string()
+        )
+    if pa.types.is_struct(kind) or pa.types.is_list(kind):
+        return pa.array(
+            [None if v is None else json.dumps(v, default=str) for v in array.to_pylist()],
+            pa.string(),
+        )
+    # Integers and decimals cast exactly; floating point casts to its shortest round-trip text.
+    return pc.cast(array, pa.string())
+
+
+def _read_parquet(path: Path) -> Iterator[Batch]:
+    import pyarrow.parquet as pq
+
+    line = 2
+    try:
+        parquet = pq.ParquetFile(path)
+        for record_batch in parquet.iter_batches(batch_size=65536):
+            if record_batch.num_rows == 0:
+                continue
+            arrays = []
+            for array in record_batch.columns:
+                text = _parquet_text(array)
+                # Parquet has real nulls; the text NULL and empty strings mean null here too.
+                is_blank = pc.or_kleene(pc.equal(text, ""), pc.equal(text, "NULL"))
+                arrays.append(pc.if_else(is_blank, pa.scalar(None, pa.string()), text))
+            yield Batch(arrays=arrays, first_line=line)
+            line += record_batch.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise FileRefused(f"not a readable Parquet file ({exc})") from None

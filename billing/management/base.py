@@ -1,0 +1,42 @@
+"""Shared parts of the product's management commands: -c/--config, --user, error handling."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from billing.config import BillingConfig, ConfigError, load_config
+
+
+class BillingCommand(BaseCommand):
+    """A command that reads the billing configuration and records who acted."""
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "-c", "--config", metavar="PATH",
+            help="Billing configuration (YAML). Default: $OPENCHARGEBACK_CONFIG, else built-in defaults.",
+        )
+        parser.add_argument(
+            "--user", metavar="USERNAME",
+            help="Record this user as the one acting (default: the operating-system account).",
+        )
+
+    def load_config(self, options) -> BillingConfig:
+        try:
+            return load_config(options.get("config"))
+        except ConfigError as exc:
+            raise CommandError(f"configuration: {exc}") from None
+
+    def acting_user(self, options):
+        username = options.get("user")
+        if not username:
+            return None
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"--user: no user named {username!r}")
+        return user
+
+    def print_json(self, data) -> None:
+        self.stdout.write(json.dumps(data, indent=2, sort_keys=False))

@@ -1,0 +1,76 @@
+"""openchargeback periods list | show YYYY-MM [--json] | open YYYY-MM | close YYYY-MM"""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandError
+
+from billing.management.base import BillingCommand
+from billing.models import BillingPeriod
+from billing.selectors import period_list, period_summary
+from billing.services import PeriodError, period_close, period_open
+
+
+class Command(BillingCommand):
+    help = "List billing periods, show one, or open and close them."
+
+    def add_arguments(self, parser):
+        super().add_arguments(parser)
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        listing = sub.add_parser("list", help="All periods with status and counts.")
+        listing.add_argument("--json", action="store_true")
+        show = sub.add_parser("show", help="One period's status, counts and exact totals.")
+        show.add_argument("period", metavar="YYYY-MM")
+        show.add_argument("--json", action="store_true")
+        for name, text in (
+            ("open", "Create a period, or reopen a closed one (needs --reason)."),
+            ("close", "Close an open period: it takes no more imports."),
+        ):
+            p = sub.add_parser(name, help=text)
+            p.add_argument("period", metavar="YYYY-MM")
+            p.add_argument("--reason", default="", help="Why (required to reopen).")
+
+    def handle(self, *args, **options):
+        action = options["action"]
+        if action == "list":
+            return self.handle_list(options)
+        if action == "show":
+            return self.handle_show(options)
+        acting_user = self.acting_user(options)
+        service = {"open": period_open, "close": period_close}[action]
+        try:
+            period = service(key=options["period"], acting_user=acting_user, reason=options["reason"])
+        except PeriodError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(self.style.SUCCESS(f"Period {period.key} is {period.status}."))
+
+    def handle_list(self, options):
+        rows = period_list()
+        if options["json"]:
+            return self.print_json(rows)
+        if not rows:
+            self.stdout.write("No periods yet. Import a file to create one.")
+            return
+        self.stdout.write(f"{'period':<9}{'status':<11}{'charges':>10}{'flagged':>10}")
+        for row in rows:
+            self.stdout.write(
+                f"{row['period']:<9}{row['status']:<11}{row['charges']:>10,}{row['flagged']:>10,}"
+            )
+
+    def handle_show(self, options):
+        key = options["period"]
+        period = BillingPeriod.objects.filter(key=key).first()
+        if period is None:
+            raise CommandError(f"period {key} does not exist")
+        summary = period_summary(period)
+        if options["json"]:
+            return self.print_json(summary)
+        self.stdout.write(f"Period {summary['period']} ({summary['status']})")
+        self.stdout.write(
+            f"  charges {summary['charges']:,} (not rejected), flagged {summary['flagged']:,}, "
+            f"rejected {summary['rejected']:,}"
+        )
+        for currency, t in summary["totals"].items():
+            self.stdout.write(
+                f"  {currency}: billed {t['billed']}, list {t['list']}, "
+                f"flagged {t['flagged_billed']}, billable {t['billable']}"
+            )

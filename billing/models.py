@@ -1,0 +1,359 @@
+"""Billing data: sources, periods, PIs, projects, the account map, imports and charges.
+
+Amounts are `MoneyField`s (exact decimals; see billing/money.py). Statuses change only through
+billing/services.py, which records an audit event for each change.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from .money import MoneyField
+
+PERIOD_KEY_REGEX = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+
+
+class Source(models.Model):
+    """Where billing data comes from (a cloud account family, the HPC cluster, storage).
+
+    Rows are created and kept in step with the configuration file's `sources` list on import;
+    staff may also add sources in the admin.
+    """
+
+    name = models.SlugField(max_length=50, unique=True)
+    display_name = models.CharField(max_length=100, blank=True)
+    # Regex searched in an uploaded file's name to guess its source.
+    filename_pattern = models.CharField(max_length=200, blank=True)
+    # Journal credit side for this source's charges.
+    credit_fund_org = models.CharField(max_length=100, blank=True)
+    account_code = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class BillingPeriod(models.Model):
+    """A month of billing, keyed "YYYY-MM".
+
+    open → closed (no more imports) → finalized (permanent). Changed only by the period services.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+        FINALIZED = "finalized", "Finalized"
+
+    key = models.CharField("period", max_length=7, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-key"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(key__regex=PERIOD_KEY_REGEX), name="billing_period_key_is_month"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["open", "closed", "finalized"]),
+                name="billing_period_status_valid",
+            ),
+        ]
+
+    def __str__(self):
+        return self.key
+
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+    def is_locked(self) -> bool:
+        """Finalized periods refuse every write, from every entry point."""
+        return self.status == self.Status.FINALIZED
+
+
+class PI(models.Model):
+    """A principal investigator, known by email (lowercase)."""
+
+    email = models.EmailField(unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="pi",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["email"]
+        verbose_name = "PI"
+        verbose_name_plural = "PIs"
+
+    def __str__(self):
+        return self.name or self.email
+
+
+class Project(models.Model):
+    """A research project, known by the project_id tag."""
+
+    code = models.CharField("project id", max_length=200, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self):
+        return self.code
+
+
+class AccountMapping(models.Model):
+    """Attribution for a cloud account (sub-account or billing account id) when tags lack it.
+
+    Fills only the fields a row's tags leave empty. A mapping with no source applies to every
+    source; a source-specific one wins over it.
+    """
+
+    source = models.ForeignKey(
+        Source, null=True, blank=True, on_delete=models.CASCADE, related_name="account_mappings"
+    )
+    account_id = models.CharField(
+        max_length=200, help_text="SubAccountId or BillingAccountId as it appears in the files."
+    )
+    pi_email = models.EmailField("PI email", blank=True)
+    project_id = models.CharField(max_length=200, blank=True)
+    fund_org = models.CharField(max_length=100, blank=True)
+    cost_center = models.CharField(max_length=100, blank=True)
+    note = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["account_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "account_id"], name="account_mapping_unique_per_source"
+            ),
+            models.UniqueConstraint(
+                fields=["account_id"],
+                condition=Q(source__isnull=True),
+                name="account_mapping_unique_any_source",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.account_id} → {self.pi_email or '?'} / {self.project_id or '?'}"
+
+
+class Import(models.Model):
+    """The receipt of one ingest: its files, what it read, what it changed, and its totals."""
+
+    class Outcome(models.TextChoices):
+        IMPORTED = "imported", "Imported"
+        REPLACED = "replaced", "Replaced"
+        UNCHANGED = "unchanged", "Unchanged"
+
+    class Mode(models.TextChoices):
+        REPLACE = "replace", "Replace the months it contains"
+        APPEND = "append", "Append to the months it contains"
+
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="imports")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.REPLACE)
+    requested_period = models.CharField(max_length=7, blank=True)  # the -p argument, if any
+    periods = models.JSONField(default=list)  # months the files contain, "YYYY-MM"
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    acting_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor = models.CharField(max_length=150)
+    rows_read = models.PositiveIntegerField(default=0)
+    rows_imported = models.PositiveIntegerField(default=0)  # rows of the files now in the database
+    rows_flagged = models.PositiveIntegerField(default=0)
+    rows_added = models.PositiveIntegerField(default=0)  # new charges written
+    rows_removed = models.PositiveIntegerField(default=0)  # earlier charges a replacement removed
+    rows_unchanged = models.PositiveIntegerField(default=0)  # identical rows kept, decisions kept
+    # Per currency, exact decimal strings: {"USD": {"billed": "…", "list": "…", "flagged_billed": "…"}}
+    totals = models.JSONField(default=dict)
+    # Per currency, how the billed total of the affected months changed: {"USD": "-12.50"}
+    billed_change = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"#{self.pk} {self.source} {', '.join(self.periods)} ({self.outcome})"
+
+
+class ImportFile(models.Model):
+    """One file of an import, with its content hash."""
+
+    import_run = models.ForeignKey(Import, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=500)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_bytes = models.BigIntegerField()
+    rows = models.PositiveIntegerField()
+
+    def __str__(self):
+        return self.name
+
+
+class Flag(enum.IntFlag):
+    """Why a charge can't be billed as it is. Stored as a bitmask in Charge.flags."""
+
+    NO_PI = 1
+    NO_PROJECT = 2
+    NO_FUND_ORG = 4
+    FUND_ORG_PATTERN = 8
+    PATTERN_MATCH = 16
+    OTHER_PERIOD = 32
+    TAGS_INVALID = 64
+    CURRENCY = 128
+
+    @property
+    def code(self) -> str:
+        return self.name.lower()
+
+    @property
+    def label(self) -> str:
+        return FLAG_LABELS[self]
+
+    @classmethod
+    def from_code(cls, code: str) -> Flag:
+        try:
+            return cls[code.strip().upper().replace("-", "_")]
+        except KeyError:
+            known = ", ".join(f.code for f in cls)
+            raise ValueError(f"unknown reason {code!r} (known: {known})") from None
+
+    @classmethod
+    def codes(cls, mask: int) -> list[str]:
+        return [flag.code for flag in cls if mask & flag]
+
+
+FLAG_LABELS = {
+    Flag.NO_PI: "No PI",
+    Flag.NO_PROJECT: "No project",
+    Flag.NO_FUND_ORG: "No fund/org",
+    Flag.FUND_ORG_PATTERN: "Fund/org fails the configured pattern",
+    Flag.PATTERN_MATCH: "Matches a flag pattern",
+    Flag.OTHER_PERIOD: "Month other than the one imported",
+    Flag.TAGS_INVALID: "Tags are not a JSON object",
+    Flag.CURRENCY: "Currency other than the configured one",
+}
+
+
+class Charge(models.Model):
+    """One FOCUS row, exactly as delivered, with its attribution and review state.
+
+    Written in bulk by the importer (billing/ingest), never one by one. `fingerprint` identifies
+    the row across re-deliveries: a hash of the row's full content and its occurrence number among
+    identical rows, so two identical rows stay two charges.
+    """
+
+    class ReviewStatus(models.TextChoices):
+        CLEAN = "clean", "Clean"  # nothing flagged: billable
+        FLAGGED = "flagged", "Flagged"  # awaiting a decision: not billable
+        APPROVED = "approved", "Approved"  # flagged, then approved: billable
+        REJECTED = "rejected", "Rejected"  # flagged, then rejected: never billed
+
+    BILLABLE_STATUSES = (ReviewStatus.CLEAN, ReviewStatus.APPROVED)
+
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+", db_index=False)
+    period = models.ForeignKey(
+        BillingPeriod, on_delete=models.PROTECT, related_name="charges", db_index=False
+    )
+    import_file = models.ForeignKey(ImportFile, on_delete=models.PROTECT, related_name="charges")
+    line_number = models.PositiveIntegerField(help_text="Record number in the file; header is 1.")
+    fingerprint = models.CharField(max_length=32)
+
+    # FOCUS columns. Costs in BillingCurrency, exact; ListCost etc. are null when not delivered.
+    billing_period_start = models.DateTimeField()
+    billing_period_end = models.DateTimeField(null=True, blank=True)
+    charge_period_start = models.DateTimeField(null=True, blank=True)
+    charge_period_end = models.DateTimeField(null=True, blank=True)
+    billed_cost = MoneyField()
+    list_cost = MoneyField(null=True, blank=True)
+    contracted_cost = MoneyField(null=True, blank=True)
+    effective_cost = MoneyField(null=True, blank=True)
+    billing_currency = models.CharField(max_length=3)
+    charge_category = models.TextField(blank=True)
+    charge_class = models.TextField(blank=True)
+    charge_description = models.TextField(blank=True)
+    service_name = models.TextField(blank=True)
+    service_category = models.TextField(blank=True)
+    resource_id = models.TextField(blank=True)
+    resource_name = models.TextField(blank=True)
+    region_id = models.TextField(blank=True)
+    sku_id = models.TextField(blank=True)
+    sub_account_id = models.TextField(blank=True)
+    sub_account_name = models.TextField(blank=True)
+    billing_account_id = models.TextField(blank=True)
+    billing_account_name = models.TextField(blank=True)
+    invoice_id = models.TextField(blank=True)
+    provider_name = models.TextField(blank=True)
+    consumed_quantity = MoneyField(null=True, blank=True)  # exact decimal, in consumed_unit
+    consumed_unit = models.TextField(blank=True)
+    pricing_quantity = MoneyField(null=True, blank=True)
+    pricing_unit = models.TextField(blank=True)
+    tags = models.JSONField(null=True, blank=True)  # the Tags object as delivered
+    extra = models.JSONField(default=dict, blank=True)  # every other column, by its header
+
+    # Attribution: from tags, then the account map; reviewers may change it.
+    pi = models.ForeignKey(PI, null=True, blank=True, on_delete=models.PROTECT, related_name="charges")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.PROTECT, related_name="charges"
+    )
+    fund_org = models.TextField(blank=True)
+    cost_center = models.TextField(blank=True)
+    reference_1 = models.TextField(blank=True)
+    reference_2 = models.TextField(blank=True)
+
+    # Review: set by the importer, changed only by the review services.
+    review_status = models.CharField(
+        max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.CLEAN
+    )
+    flags = models.PositiveIntegerField(default=0)  # bitmask of Flag: every reason that applies
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["period", "source"], name="charge_period_source"),
+            models.Index(fields=["period", "review_status"], name="charge_period_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(review_status__in=["clean", "flagged", "approved", "rejected"]),
+                name="charge_review_status_valid",
+            ),
+            # Clean means nothing flagged; flagged means something is.
+            models.CheckConstraint(
+                condition=~Q(review_status="clean", flags__gt=0)
+                & ~Q(review_status="flagged", flags=0),
+                name="charge_flags_match_status",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.service_name or 'charge'} {self.resource_id} {self.billed_cost}"
+
+    @property
+    def reasons(self) -> list[str]:
+        return Flag.codes(self.flags)
+
+    @property
+    def is_billable(self) -> bool:
+        return self.review_status in self.BILLABLE_STATUSES
+
+    @property
+    def discount_cost(self):
+        """List price minus billed; None when no list price was delivered."""
+        return None if self.list_cost is None else self.list_cost - self.billed_cost
