@@ -95,13 +95,13 @@ def main():
                 "flags": [(i, r, expected_flags(r)) for i, r in enumerate(rows, start=1)],
             }
 
-        print("## Per file\n")
+        print("### Per file\n")
         print("| File | Rows | Sum of BilledCost | Sum of ListCost |")
         print("|---|---:|---:|---:|")
         for name, fig in per_file.items():
             print("| %s | %d | %s | %s |" % (name, fig["rows"], fig["billed"], fig["list"]))
 
-        print("\n## Per month (by BillingPeriodStart)\n")
+        print("\n### Per month (by BillingPeriodStart)\n")
         print("| Month | Files | Rows | Sum of BilledCost | Sum of ListCost |")
         print("|---|---|---:|---:|---:|")
         originals = [n for n in per_file if n not in RESTATED]
@@ -126,7 +126,7 @@ def main():
                     )
                 )
 
-        print("\n## Rows expected to be flagged (row 1 is the first data row; file line = row + 1)\n")
+        print("\n### Rows expected to be flagged (row 1 is the first data row; file line = row + 1)\n")
         for name, fig in per_file.items():
             flagged = [(i, r, why) for i, r, why in fig["flags"] if why]
             print("- **%s**: %s" % (name, "none" if not flagged else "%d row(s)" % len(flagged)))

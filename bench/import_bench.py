@@ -1,0 +1,127 @@
+"""Import benchmark: a synthetic FOCUS file of N rows, imported on SQLite and PostgreSQL.
+
+    python bench/import_bench.py --rows 1000000 [--db sqlite] [--db postgres]
+
+Each import runs as its own `manage.py ingest --json` process on a fresh database, so the
+wall time includes start-up and the peak memory (max RSS) is the import's own. The receipt's
+totals are checked against the exact totals the generator wrote. Prints rows/s and peak MB.
+Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from focus_synth import generate  # noqa: E402
+
+CONFIG = """
+currency: USD
+sources:
+  - {name: bench, pattern: bench, credit_fund_org: IT-BENCH, account_code: "54000"}
+review:
+  fund_org_patterns: ['^[A-Z]{2,6}-[A-Z0-9-]+$']
+"""
+PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+def run(cmd, env):
+    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def fresh_database(kind: str, workdir: Path) -> str:
+    if kind == "sqlite":
+        path = workdir / "bench.sqlite3"
+        path.unlink(missing_ok=True)
+        return f"sqlite:///{path}"
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS ocb_bench")
+        conn.execute("CREATE DATABASE ocb_bench")
+    return "postgres://postgres@127.0.0.1:5432/ocb_bench"
+
+
+def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
+    env = dict(os.environ, DATABASE_URL=fresh_database(kind, workdir),
+               OPENCHARGEBACK_HOME=str(workdir / "home"))
+    python = sys.executable
+    migrate = run([python, "manage.py", "migrate", "-v0"], env)
+    if migrate.returncode:
+        raise SystemExit(migrate.stderr)
+    config = workdir / "bench.yaml"
+    config.write_text(CONFIG)
+    # Measure the ingest process alone: a wrapper reports its child's max RSS.
+    wrapper = (
+        "import resource,subprocess,sys,time;"
+        "t=time.perf_counter();p=subprocess.run(sys.argv[1:]);"
+        "e=time.perf_counter()-t;"
+        "r=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss;"
+        "print(f'{e} {r}',file=sys.stderr);sys.exit(p.returncode)"
+    )
+    cmd = [python, "-c", wrapper, python, "manage.py", "ingest", str(csv_path), "-s", "bench",
+           "-c", str(config), "--json"]
+    proc = run(cmd, env)
+    if proc.returncode:
+        raise SystemExit(f"ingest failed on {kind}:\n{proc.stderr[-3000:]}")
+    elapsed, max_rss_kb = proc.stderr.strip().splitlines()[-1].split()
+    elapsed = float(elapsed)
+    receipt = json.loads(proc.stdout)
+    totals = receipt["totals"]["USD"]
+    exact = (Decimal(totals["billed"]) == expected["billed"]
+             and Decimal(totals["list"]) == expected["list"]
+             and receipt["rows_imported"] == expected["rows"])
+    # The same file again must be recognised as unchanged.
+    t0 = time.perf_counter()
+    again = run([python, "manage.py", "ingest", str(csv_path), "-s", "bench", "-c", str(config),
+                 "--json"], env)
+    again_s = time.perf_counter() - t0
+    status_again = json.loads(again.stdout)["status"] if again.returncode == 0 else again.stderr[-500:]
+    return {
+        "db": kind,
+        "rows": receipt["rows_imported"],
+        "seconds": round(elapsed, 2),
+        "rows_per_s": int(receipt["rows_imported"] / elapsed),
+        "peak_mb": int(int(max_rss_kb) / 1024),
+        "flagged": receipt["rows_flagged"],
+        "totals_exact": exact,
+        "reimport": status_again,
+        "reimport_seconds": round(again_s, 2),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--db", action="append", choices=["sqlite", "postgres"])
+    parser.add_argument("--file", help="Use this synthetic file instead of generating one.")
+    args = parser.parse_args()
+    dbs = args.db or ["sqlite", "postgres"]
+    with tempfile.TemporaryDirectory(prefix="ocb-bench-") as tmp:
+        workdir = Path(tmp)
+        csv_path = Path(args.file) if args.file else workdir / "synthetic.csv"
+        t0 = time.perf_counter()
+        expected = generate(csv_path, args.rows, month="2026-10", seed=1)
+        print(f"generated {args.rows:,} rows in {time.perf_counter() - t0:.1f}s "
+              f"({csv_path.stat().st_size / 1e6:.0f} MB); billed {expected['billed']}, "
+              f"list {expected['list']}")
+        for kind in dbs:
+            result = bench_one(kind, csv_path, expected, workdir)
+            print(json.dumps(result))
+    print(f"(this machine: {os.cpu_count()} cores; peak_mb is the ingest process's max RSS)")
+    _ = resource
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Fixtures for the billing tests: the reference files, the example configuration, small FOCUS
+files written on the fly, and helpers that run management commands the way a user does."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from accounts.models import AuditEvent
+from billing.config import load_config
+from billing.models import PI, BillingPeriod, Charge, Import, ImportFile, Project
+from billing.money import ExactSum
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_CONFIG = REPO / "config.example.yaml"
+SAMPLE_DIR = Path(__file__).resolve().parents[3] / "shared" / "sample_data" / "upstream-2025-01"
+# File stem -> source name in config.example.yaml.
+SAMPLE_SOURCES = {
+    "aws_2025-01.csv": "aws",
+    "azure_2025-01.csv": "azure",
+    "hpc_2025-01.csv": "hpc",
+    "it_storage_2025-01.csv": "it_storage",
+    "storage_2025-01.csv": "storage",
+}
+
+# Columns of the small files the tests write, in order.
+FOCUS_COLUMNS = [
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "BilledCost",
+    "ListCost",
+    "BillingCurrency",
+    "ServiceName",
+    "ResourceId",
+    "SubAccountId",
+    "Tags",
+]
+GOOD_TAGS = json.dumps(
+    {"pi_email": "ada@example.edu", "project_id": "engines", "fund_org": "MATH-1843"}
+)
+DEFAULT_ROW = {
+    "BillingPeriodStart": "2025-01-01T00:00:00Z",
+    "BillingPeriodEnd": "2025-02-01T00:00:00Z",
+    "BilledCost": "10.00",
+    "ListCost": "12.00",
+    "BillingCurrency": "USD",
+    "ServiceName": "Compute",
+    "ResourceId": "vm-1",
+    "SubAccountId": "",
+    "Tags": GOOD_TAGS,
+}
+
+
+@pytest.fixture
+def sample_dir() -> Path:
+    if not SAMPLE_DIR.is_dir():
+        pytest.skip(f"reference files not found at {SAMPLE_DIR}")
+    return SAMPLE_DIR
+
+
+@pytest.fixture
+def config_path() -> str:
+    return str(EXAMPLE_CONFIG)
+
+
+@pytest.fixture
+def config(config_path):
+    return load_config(config_path)
+
+
+def focus_text(rows: list[dict], columns: list[str] | None = None) -> str:
+    """CSV text of FOCUS rows: each row is DEFAULT_ROW updated with the given values."""
+    columns = columns or FOCUS_COLUMNS
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        values = {**DEFAULT_ROW, **row}
+        writer.writerow([values.get(column, "") for column in columns])
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def write_file(tmp_path):
+    """write_file(name, text_or_bytes) -> path in tmp_path."""
+
+    def write(name: str, content: str | bytes) -> Path:
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8", newline="")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def write_focus(write_file):
+    """write_focus(rows, name="focus.csv", columns=None) -> path of a small FOCUS CSV."""
+
+    def write(rows: list[dict], name: str = "focus.csv", columns: list[str] | None = None) -> Path:
+        return write_file(name, focus_text(rows, columns))
+
+    return write
+
+
+@pytest.fixture
+def run():
+    """run("ingest", "f.csv", "-s", "aws", ...) -> what the command printed on stdout."""
+
+    def run(*args) -> str:
+        out = io.StringIO()
+        call_command(*[str(a) for a in args], stdout=out, stderr=io.StringIO())
+        return out.getvalue()
+
+    return run
+
+
+@pytest.fixture
+def run_json(run):
+    """Like run, with --json added; returns the parsed output."""
+
+    def run_json(*args):
+        return json.loads(run(*args, "--json"))
+
+    return run_json
+
+
+@pytest.fixture
+def ingest(run_json, config_path):
+    """ingest(*files, source="aws", *extra) -> the receipt as parsed JSON (example config)."""
+
+    def ingest(*files, source: str, extra: tuple = ()):
+        return run_json("ingest", *files, "-s", source, "-c", config_path, *extra)
+
+    return ingest
+
+
+@pytest.fixture
+def import_samples(ingest, sample_dir):
+    """Import the five reference files; returns {file name: receipt}."""
+
+    def import_all():
+        return {
+            name: ingest(sample_dir / name, source=source)
+            for name, source in SAMPLE_SOURCES.items()
+        }
+
+    return import_all
+
+
+def billed_total(**filters) -> Decimal:
+    return Charge.objects.filter(**filters).aggregate(t=ExactSum("billed_cost"))["t"] or Decimal(0)
+
+
+def db_state() -> dict:
+    """What a refused or dry-run import must leave as it was."""
+    totals = Charge.objects.aggregate(billed=ExactSum("billed_cost"), listed=ExactSum("list_cost"))
+    return {
+        "charges": Charge.objects.count(),
+        "imports": Import.objects.count(),
+        "import_files": ImportFile.objects.count(),
+        "periods": sorted(BillingPeriod.objects.values_list("key", "status")),
+        "pis": PI.objects.count(),
+        "projects": Project.objects.count(),
+        "audit_events": AuditEvent.objects.count(),
+        "billed": totals["billed"],
+        "list": totals["listed"],
+        "statuses": sorted(Charge.objects.values_list("fingerprint", "review_status")),
+    }
