@@ -74,6 +74,14 @@ def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
     return value
 
 
+def _section(data: dict, name: str, kind: type, key: str | None = None):
+    """A sub-section: absent or null means empty; any other wrong type is an error."""
+    value = data.get(name)
+    if value is None:
+        return kind()
+    return _expect(value, kind, key or name)
+
+
 def _text(section: dict, name: str, key: str, default: str = "") -> str:
     value = section.get(name, default)
     if value is None:
@@ -92,8 +100,7 @@ def _regex(value: Any, key: str) -> re.Pattern:
 
 
 def _regex_list(section: dict, name: str, key: str) -> tuple[re.Pattern, ...]:
-    values = section.get(name) or []
-    _expect(values, list, f"{key}.{name}")
+    values = _section(section, name, list, f"{key}.{name}")
     return tuple(_regex(v, f"{key}.{name}[{i}]") for i, v in enumerate(values))
 
 
@@ -103,13 +110,13 @@ def parse_config(data: Any, path: str = "") -> BillingConfig:
         data = {}
     _expect(data, dict, "top level")
 
-    institution = _expect(data.get("institution") or {}, dict, "institution")
+    institution = _section(data, "institution", dict)
     currency = _text(data, "currency", "", "USD").upper()
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise ConfigError(f"currency: expected a three-letter ISO 4217 code, got {currency!r}")
 
     mapping = dict(DEFAULT_TAG_MAPPING)
-    raw_mapping = _expect(data.get("tag_mapping") or {}, dict, "tag_mapping")
+    raw_mapping = _section(data, "tag_mapping", dict)
     for name, tag_key in raw_mapping.items():
         if name not in ATTRIBUTION_FIELDS:
             known = ", ".join(ATTRIBUTION_FIELDS)
@@ -120,7 +127,7 @@ def parse_config(data: Any, path: str = "") -> BillingConfig:
 
     sources = []
     seen = set()
-    for i, raw in enumerate(_expect(data.get("sources") or [], list, "sources")):
+    for i, raw in enumerate(_section(data, "sources", list)):
         key = f"sources[{i}]"
         _expect(raw, dict, key)
         name = _text(raw, "name", key)
@@ -143,9 +150,9 @@ def parse_config(data: Any, path: str = "") -> BillingConfig:
             )
         )
 
-    review = _expect(data.get("review") or {}, dict, "review")
-    journal = _expect(data.get("journal") or {}, dict, "journal")
-    email = _expect(data.get("email") or {}, dict, "email")
+    review = _section(data, "review", dict)
+    journal = _section(data, "journal", dict)
+    email = _section(data, "email", dict)
     journal_config = JournalConfig(
         fund_org_regex=_regex(
             journal.get("fund_org_regex", JournalConfig.fund_org_regex.pattern),

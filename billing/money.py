@@ -52,10 +52,12 @@ def parse_money(text: str) -> tuple[Decimal, str]:
         raise MoneyParseError(f"not a finite number: {text!r}")
     if "_" in text:
         raise MoneyParseError(f"not a plain number: {text!r}")
-    canonical = format(value, "f")
     if value and value.adjusted() >= MAX_INTEGER_DIGITS:
         raise MoneyParseError(f"out of range (15 digits before the point at most): {text!r}")
-    if -value.as_tuple().exponent > MAX_DECIMAL_PLACES:
+    # Plain text is stored as it is; E notation is written out in full.
+    canonical = text.strip() if "e" not in text and "E" not in text else format(value, "f")
+    point = canonical.find(".")
+    if point >= 0 and len(canonical) - point - 1 > MAX_DECIMAL_PLACES:
         raise MoneyParseError(f"out of range (30 decimal places at most): {text!r}")
     return value, canonical
 

@@ -6,6 +6,8 @@ than the whole import may. Both paths run on Django's connection, inside the cal
 
 from __future__ import annotations
 
+import queue
+import threading
 from datetime import datetime
 
 from django.db import connection
@@ -34,20 +36,68 @@ def adapt_datetime(value: datetime):
     return connection.ops.adapt_datetimefield_value(value)
 
 
-def insert_rows(rows: list[tuple]) -> None:
-    if not rows:
-        return
-    connection.ensure_connection()
+def _insert(raw, vendor: str, rows: list[tuple]) -> None:
     columns = ", ".join(INSERT_COLUMNS)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            with cursor.cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
+    if vendor == "postgresql":
+        with raw.cursor() as cursor:
+            with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
     else:
         placeholders = ", ".join("?" * len(INSERT_COLUMNS))
-        raw = connection.connection
         raw.executemany(f"INSERT INTO {TABLE} ({columns}) VALUES ({placeholders})", rows)
+
+
+class RowWriter:
+    """Writes batches of rows on a background thread while the next batch is being parsed.
+
+    The database drivers release the GIL while the database works, so parsing (Python) and
+    writing (SQLite or PostgreSQL) overlap on two cores. The thread uses the caller's own
+    connection, so the rows are inside the caller's transaction. Call `drain()` before the caller
+    touches the database itself, and `close()` at the end: both re-raise a write error.
+    """
+
+    def __init__(self):
+        connection.ensure_connection()
+        self._raw = connection.connection
+        self._vendor = connection.vendor
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="charge-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            rows = self._queue.get()
+            try:
+                if rows is None:
+                    return
+                if self._error is None:
+                    _insert(self._raw, self._vendor, rows)
+            except BaseException as exc:  # reported to the caller by drain()/close()
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _check(self):
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def submit(self, rows: list[tuple]) -> None:
+        self._check()
+        if rows:
+            self._queue.put(rows)
+
+    def drain(self) -> None:
+        self._queue.join()
+        self._check()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._check()
 
 
 def delete_charges(ids: list[int]) -> None:

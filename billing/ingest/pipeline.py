@@ -239,7 +239,21 @@ def _import(*, files, source_name, period, append, dry_run, acting_user, actor, 
             import_run=record, name=item.name[-500:], sha256=item.sha256, size_bytes=item.size, rows=0
         )
 
+    writer = loader.RowWriter()
+    try:
+        return _stream(
+            record=record, files=files, skipped=skipped, source=source, period=period,
+            append=append, dry_run=dry_run, acting_user=acting_user, actor=actor, config=config,
+            progress=progress, writer=writer,
+        )
+    finally:
+        writer.close()
+
+
+def _stream(*, record, files, skipped, source, period, append, dry_run, acting_user, actor,
+            config, progress, writer):
     builder = RowBuilder(
+        before_write=writer.drain,
         config=config,
         source_id=source.pk,
         requested_period=period,
@@ -249,11 +263,11 @@ def _import(*, files, source_name, period, append, dry_run, acting_user, actor, 
     states: dict[str, _PeriodState] = {}
     totals = _Totals()
     counts = {"read": 0, "flagged": 0, "added": 0, "unchanged": 0}
-    period_ids: dict[str, int] = {}
 
     def state_for(key: str) -> _PeriodState:
         state = states.get(key)
         if state is None:
+            writer.drain()
             billing_period, _ = BillingPeriod.objects.get_or_create(key=key)
             if not billing_period.is_open():
                 raise ImportRefused(
@@ -267,7 +281,6 @@ def _import(*, files, source_name, period, append, dry_run, acting_user, actor, 
                 taken=set(existing) if append else set(),
             )
             states[key] = state
-            period_ids[key] = billing_period.pk
         return state
 
     for item in files:
@@ -281,7 +294,7 @@ def _import(*, files, source_name, period, append, dry_run, acting_user, actor, 
                 counts["read"] += built.count
                 if builder.problem_count or parse_problems:
                     continue  # keep reading to list problems; nothing will be kept
-                _place_batch(built, item, source, states, state_for, totals, counts)
+                _place_batch(built, item, source, states, state_for, totals, counts, writer)
                 if progress:
                     progress(built.count)
         except FileRefused as exc:
@@ -290,6 +303,7 @@ def _import(*, files, source_name, period, append, dry_run, acting_user, actor, 
             builder.problem(item.name, problem)
         if item.rows == 0 and not builder.problem_count:
             raise ImportRefused(f"{item.name}: the file has a header but no rows")
+        writer.drain()
         item.record.rows = item.rows
         item.record.save(update_fields=["rows"])
 
@@ -302,19 +316,19 @@ def _import(*, files, source_name, period, append, dry_run, acting_user, actor, 
 
     removed = 0
     had_rows = False
-    # The months' billed totals before this import: now, less what it added.
-    before = _billed_by_currency(source, period_ids.values())
-    for currency, values in totals.added.items():
-        before[currency] = before.get(currency, ZERO) - exact_sum(values)
+    # How the months' billed totals change: what this import added less what it removed.
+    removed_billed: dict[str, Decimal] = {}
     for state in states.values():
         had_rows = had_rows or bool(state.existing) or bool(state.taken)
         gone = [pk for fp, (pk, _) in state.existing.items() if fp not in state.seen]
+        for currency, total in _billed_by_currency(gone).items():
+            removed_billed[currency] = removed_billed.get(currency, ZERO) + total
         loader.delete_charges(gone)
         removed += len(gone)
-    after = _billed_by_currency(source, period_ids.values())
+    added_billed = {cur: exact_sum(values) for cur, values in totals.added.items()}
     change = {
-        cur: money_text(after.get(cur, ZERO) - before.get(cur, ZERO))
-        for cur in sorted(set(before) | set(after))
+        cur: money_text(added_billed.get(cur, ZERO) - removed_billed.get(cur, ZERO))
+        for cur in sorted(set(added_billed) | set(removed_billed))
     }
 
     if not files:
@@ -376,7 +390,7 @@ def _import(*, files, source_name, period, append, dry_run, acting_user, actor, 
     )
 
 
-def _place_batch(built, item, source, states, state_for, totals, counts):
+def _place_batch(built, item, source, states, state_for, totals, counts, writer):
     """Decide, row by row, whether a row is kept (identical to a charge) or added; insert adds."""
     columns = built.columns
     fingerprints = []
@@ -421,7 +435,7 @@ def _place_batch(built, item, source, states, state_for, totals, counts):
         for row, keep in zip(zip(*(columns[name] for name in loader.INSERT_COLUMNS)), keep_mask)
         if not keep
     ]
-    loader.insert_rows(rows)
+    writer.submit(rows)
     counts["added"] += len(rows)
     counts["unchanged"] += built.count - len(rows)
     # Bound memory: fold each currency's list of amounts into its running sum.
@@ -431,14 +445,16 @@ def _place_batch(built, item, source, states, state_for, totals, counts):
                 bucket[currency] = [exact_sum(values)]
 
 
-def _billed_by_currency(source: Source, period_ids) -> dict[str, Decimal]:
-    ids = list(period_ids)
-    if not ids:
-        return {}
-    rows = (
-        Charge.objects.filter(source=source, period_id__in=ids)
-        .values("billing_currency")
-        .annotate(total=ExactSum("billed_cost"))
-        .order_by()
-    )
-    return {row["billing_currency"]: row["total"] for row in rows}
+def _billed_by_currency(charge_ids: list[int]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for start in range(0, len(charge_ids), 5000):
+        rows = (
+            Charge.objects.filter(id__in=charge_ids[start : start + 5000])
+            .values("billing_currency")
+            .annotate(total=ExactSum("billed_cost"))
+            .order_by()
+        )
+        for row in rows:
+            currency = row["billing_currency"]
+            totals[currency] = totals.get(currency, ZERO) + row["total"]
+    return totals

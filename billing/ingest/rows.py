@@ -52,6 +52,8 @@ CACHE_LIMIT = 200_000  # entries per cache before it is cleared: bounds memory o
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+# A plain decimal within the stored range (billing/money.py); anything else takes the slow path.
+_PLAIN_NUMBER = rf"^[+-]?[0-9]{{1,{MAX_INTEGER_DIGITS}}}(\.[0-9]{{0,{MAX_DECIMAL_PLACES}}})?$"
 
 
 @dataclass
@@ -91,15 +93,16 @@ class RowBuilder:
         requested_period: str | None,
         adapt_datetime: Callable[[datetime], object],
         account_map: dict[str, dict[str, str]],
+        before_write: Callable[[], None] = lambda: None,
     ):
         self.config = config
         self.source_id = source_id
         self.requested_period = requested_period
         self.adapt_datetime = adapt_datetime
         self.account_map = account_map
+        self.before_write = before_write  # called before this builder writes to the database
         self.problems: list[str] = []
         self.problem_count = 0
-        self._money: dict = {}
         self._datetimes: dict = {}
         self._tags: dict = {}
         self._attribution: dict = {}
@@ -143,7 +146,8 @@ class RowBuilder:
                     out.billed = [ZERO] * n
                 continue
             values, stored = self._money_column(
-                text(name), where, FOCUS_NAMES[name], batch.first_line, required=name == "billed_cost"
+                batch.arrays[fields[name]], where, FOCUS_NAMES[name], batch.first_line,
+                required=name == "billed_cost", want_values=name in ("billed_cost", "list_cost"),
             )
             columns[name] = stored
             if name == "billed_cost":
@@ -238,34 +242,32 @@ class RowBuilder:
 
     # -- columns ------------------------------------------------------------------------
 
-    def _money_column(self, texts, where, column, first_line, *, required):
-        cache = self._money
-        values, stored = [], []
-        append_value, append_stored = values.append, stored.append
-        for offset, raw in enumerate(texts):
-            hit = cache.get(raw)
-            if hit is None:
+    def _money_column(self, array, where, column, first_line, *, required, want_values):
+        """(Decimals or None, stored text) for one cost or quantity column.
+
+        Plain decimals within range are recognised by a vectorised regex; only the other values
+        (E notation, junk, NaN, empty where required) take the slow path that explains them.
+        Decimal objects are built only where a total needs them (`want_values`).
+        """
+        stored = pc.utf8_trim_whitespace(array)
+        plain = pc.match_substring_regex(stored, _PLAIN_NUMBER)
+        ok = pc.fill_null(plain, not required)
+        texts = stored.to_pylist()
+        if not pc.all(ok).as_py():
+            for offset in pc.indices_nonzero(pc.invert(ok)).to_pylist():
+                raw = texts[offset]
                 if raw is None:
-                    if required:
-                        self.problem(where.format(line=first_line + offset, column=column), "empty")
-                        hit = (ZERO, "0")
-                    else:
-                        hit = (None, None)
-                else:
-                    try:
-                        hit = parse_money(raw)
-                    except MoneyParseError as exc:
-                        self.problem(where.format(line=first_line + offset, column=column), str(exc))
-                        hit = (ZERO, "0")
-                if len(cache) >= CACHE_LIMIT:
-                    cache.clear()
-                cache[raw] = hit
-            if required and hit[0] is None:
-                self.problem(where.format(line=first_line + offset, column=column), "empty")
-                hit = (ZERO, "0")
-            append_value(hit[0])
-            append_stored(hit[1])
-        return values, stored
+                    self.problem(where.format(line=first_line + offset, column=column), "empty")
+                    texts[offset] = "0"
+                    continue
+                try:
+                    _, texts[offset] = parse_money(raw)
+                except MoneyParseError as exc:
+                    self.problem(where.format(line=first_line + offset, column=column), str(exc))
+                    texts[offset] = "0"
+        if not want_values:
+            return None, texts
+        return [None if t is None else Decimal(t) for t in texts], texts
 
     def _datetime_column(self, texts, where, column, first_line, *, required):
         cache = self._datetimes
@@ -392,6 +394,7 @@ class RowBuilder:
     def _pi_id(self, email: str) -> int | None:
         pi_id = self._pis.get(email)
         if pi_id is None:
+            self.before_write()
             pi_id = PI.objects.create(email=email).pk
             self._pis[email] = pi_id
         return pi_id
@@ -399,6 +402,7 @@ class RowBuilder:
     def _project_id(self, code: str) -> int | None:
         project_id = self._projects.get(code)
         if project_id is None:
+            self.before_write()
             project_id = Project.objects.create(code=code).pk
             self._projects[code] = project_id
         return project_id

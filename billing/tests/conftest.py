@@ -175,3 +175,44 @@ def db_state() -> dict:
         "list": totals["listed"],
         "statuses": sorted(Charge.objects.values_list("fingerprint", "review_status")),
     }
+
+
+@pytest.fixture
+def make_charges(db):
+    """make_charges([Decimal, …], **fields) -> saved charges of one source and month, in order.
+
+    A small factory for tests of amounts and queries; imports are tested through the command.
+    """
+    from datetime import UTC, datetime
+
+    from billing.models import Source
+
+    source = Source.objects.create(name="factory")
+    period = BillingPeriod.objects.create(key="2025-01")
+    record = Import.objects.create(source=source, outcome=Import.Outcome.IMPORTED, actor="test")
+    file = ImportFile.objects.create(
+        import_run=record, name="factory.csv", sha256="0" * 64, size_bytes=0, rows=0
+    )
+
+    def make(costs, **fields) -> list[Charge]:
+        start = Charge.objects.count()
+        charges = [
+            Charge(
+                source=source,
+                period=period,
+                import_file=file,
+                line_number=start + i + 2,
+                fingerprint=f"{start + i:032x}",
+                billed_cost=cost,
+                **{
+                    "billing_period_start": datetime(2025, 1, 1, tzinfo=UTC),
+                    "billing_currency": "USD",
+                    **fields,
+                },
+            )
+            for i, cost in enumerate(costs)
+        ]
+        Charge.objects.bulk_create(charges, batch_size=500)
+        return list(Charge.objects.filter(line_number__gte=start + 2).order_by("line_number"))
+
+    return make
