@@ -1,0 +1,38 @@
+"""Celery tasks for billing. Tasks take primary keys and paths, re-read state, call a service.
+
+Importing is idempotent (the same files again are `unchanged`), so a task redelivered after a
+worker dies does no harm.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.contrib.auth import get_user_model
+
+from .config import load_config
+from .services import import_files
+
+PROGRESS_EVERY = 50_000  # rows between progress reports
+
+
+@shared_task(bind=True, acks_late=True)
+def import_files_task(
+    self, *, paths: list[str], source: str, period: str | None = None, append: bool = False,
+    user_id: int | None = None, config_path: str | None = None,
+    display_names: list[str] | None = None,
+) -> dict:
+    """Run an import in a worker; progress (rows so far) is visible as the task's meta."""
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    done = {"rows": 0, "reported": 0}
+
+    def progress(rows: int) -> None:
+        done["rows"] += rows
+        if done["rows"] - done["reported"] >= PROGRESS_EVERY and self.request.id:
+            done["reported"] = done["rows"]
+            self.update_state(state="PROGRESS", meta={"rows": done["rows"]})
+
+    result = import_files(
+        paths=paths, source=source, period=period, append=append, acting_user=user,
+        config=load_config(config_path), progress=progress, display_names=display_names,
+    )
+    return result.as_dict()
