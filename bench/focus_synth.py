@@ -25,17 +25,36 @@ import gzip as gzip_module
 import json
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
 
 COLUMNS = [
-    "BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd",
-    "BillingCurrency", "BilledCost", "ListCost", "ContractedCost", "EffectiveCost",
-    "ChargeCategory", "ChargeClass", "ChargeDescription", "ServiceName", "ServiceCategory",
-    "ResourceId", "ResourceName", "SubAccountId", "SubAccountName", "ConsumedQuantity",
-    "ConsumedUnit", "Tags", "BillingAccountId", "InvoiceId", "x_CostCenterNote",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "BillingCurrency",
+    "BilledCost",
+    "ListCost",
+    "ContractedCost",
+    "EffectiveCost",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ServiceName",
+    "ServiceCategory",
+    "ResourceId",
+    "ResourceName",
+    "SubAccountId",
+    "SubAccountName",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "Tags",
+    "BillingAccountId",
+    "InvoiceId",
+    "x_CostCenterNote",
 ]
 
 N_PIS = 500
@@ -50,50 +69,254 @@ CHUNK_ROWS = 100_000
 COST_SCALE = 10**11
 
 FIRST_NAMES = [
-    "Alarice", "Bartholomew", "Calliope", "Desmond", "Eulalie", "Fennimore", "Griselda", "Horatio",
-    "Isadora", "Jebediah", "Kerensa", "Leopold", "Marigold", "Nathaniel", "Octavia", "Peregrine",
-    "Quentin", "Rosalind", "Septimus", "Tabitha", "Ulysses", "Verity", "Wendell", "Xanthe",
-    "Yolanda", "Zebedee", "Araminta", "Barnabas", "Clementine", "Dashiell", "Elspeth", "Florian",
-    "Gwendolyn", "Hamish", "Imogen", "Jasper", "Lavinia", "Mortimer", "Ottilie", "Percival",
+    "Alarice",
+    "Bartholomew",
+    "Calliope",
+    "Desmond",
+    "Eulalie",
+    "Fennimore",
+    "Griselda",
+    "Horatio",
+    "Isadora",
+    "Jebediah",
+    "Kerensa",
+    "Leopold",
+    "Marigold",
+    "Nathaniel",
+    "Octavia",
+    "Peregrine",
+    "Quentin",
+    "Rosalind",
+    "Septimus",
+    "Tabitha",
+    "Ulysses",
+    "Verity",
+    "Wendell",
+    "Xanthe",
+    "Yolanda",
+    "Zebedee",
+    "Araminta",
+    "Barnabas",
+    "Clementine",
+    "Dashiell",
+    "Elspeth",
+    "Florian",
+    "Gwendolyn",
+    "Hamish",
+    "Imogen",
+    "Jasper",
+    "Lavinia",
+    "Mortimer",
+    "Ottilie",
+    "Percival",
 ]
 LAST_NAMES = [
-    "Applethwaite", "Bumbleford", "Crumpet", "Dimbleby", "Entwistle", "Fiddlewick", "Gallimore",
-    "Hobbleton", "Inkpen", "Jollyfax", "Kettleburn", "Lumbergast", "Marrowfield", "Nettlebed",
-    "Oddington", "Puddifoot", "Quillfeather", "Ravenshaw", "Snoddgrass", "Tumblewood", "Umberfield",
-    "Vexley", "Wobblecombe", "Yarrowby", "Zimmerhalt", "Ashbottom", "Brindlecott", "Copperkettle",
-    "Dunderwhit", "Eddlestone", "Frobisher", "Gumbleton", "Higgledy", "Izzleworth", "Jumbleby",
-    "Knackersby", "Loxwhistle", "Mumblethorpe", "Noodleman", "Pottersby",
+    "Applethwaite",
+    "Bumbleford",
+    "Crumpet",
+    "Dimbleby",
+    "Entwistle",
+    "Fiddlewick",
+    "Gallimore",
+    "Hobbleton",
+    "Inkpen",
+    "Jollyfax",
+    "Kettleburn",
+    "Lumbergast",
+    "Marrowfield",
+    "Nettlebed",
+    "Oddington",
+    "Puddifoot",
+    "Quillfeather",
+    "Ravenshaw",
+    "Snoddgrass",
+    "Tumblewood",
+    "Umberfield",
+    "Vexley",
+    "Wobblecombe",
+    "Yarrowby",
+    "Zimmerhalt",
+    "Ashbottom",
+    "Brindlecott",
+    "Copperkettle",
+    "Dunderwhit",
+    "Eddlestone",
+    "Frobisher",
+    "Gumbleton",
+    "Higgledy",
+    "Izzleworth",
+    "Jumbleby",
+    "Knackersby",
+    "Loxwhistle",
+    "Mumblethorpe",
+    "Noodleman",
+    "Pottersby",
 ]
-DEPARTMENTS = ["CHEM", "PHYS", "BIO", "GEO", "ASTRO", "MARINE", "LING", "HUM", "ECON", "CS", "MATH",
-               "NEURO", "ENGR", "STAT", "MED", "PSYCH", "ATMOS", "ANTHRO"]
+DEPARTMENTS = [
+    "CHEM",
+    "PHYS",
+    "BIO",
+    "GEO",
+    "ASTRO",
+    "MARINE",
+    "LING",
+    "HUM",
+    "ECON",
+    "CS",
+    "MATH",
+    "NEURO",
+    "ENGR",
+    "STAT",
+    "MED",
+    "PSYCH",
+    "ATMOS",
+    "ANTHRO",
+]
 SPONSORS = ["NSF", "NIH", "DOE", "NASA", "NOAA", "NEH", "DEPT", "GIFT", "USDA", "DARPA"]
-TOPIC_WORDS = ["tidal", "kelp", "lattice", "coral", "urban", "protein", "medieval", "dialect",
-               "exoplanet", "glacier", "neutrino", "soil", "prion", "volcano", "migration", "quasar",
-               "enzyme", "drought", "ledger", "fungal", "polymer", "seismic", "lichen", "aurora"]
-METHOD_WORDS = ["acoustics", "genomics", "qcd", "imaging", "heat", "folding", "ocr", "corpus",
-                "survey", "models", "sim", "atlas", "inference", "tracking", "census", "spectra"]
+TOPIC_WORDS = [
+    "tidal",
+    "kelp",
+    "lattice",
+    "coral",
+    "urban",
+    "protein",
+    "medieval",
+    "dialect",
+    "exoplanet",
+    "glacier",
+    "neutrino",
+    "soil",
+    "prion",
+    "volcano",
+    "migration",
+    "quasar",
+    "enzyme",
+    "drought",
+    "ledger",
+    "fungal",
+    "polymer",
+    "seismic",
+    "lichen",
+    "aurora",
+]
+METHOD_WORDS = [
+    "acoustics",
+    "genomics",
+    "qcd",
+    "imaging",
+    "heat",
+    "folding",
+    "ocr",
+    "corpus",
+    "survey",
+    "models",
+    "sim",
+    "atlas",
+    "inference",
+    "tracking",
+    "census",
+    "spectra",
+]
 
 # name, short name for resource names, category, provider, unit, unit price in dollars, quantity
 # range in milli-units per hour, max discount percent (None: the project's HPC subsidy), description. Prices are a base; each resource jitters its own.
 SERVICES = [
-    ("Amazon EC2", "ec2", "Compute", "aws", "Hours", 0.17, (250, 1000), 25, "On-demand Linux instance"),
-    ("Amazon S3", "s3", "Storage", "aws", "GB-Hours", 0.0000315, (10_000, 50_000_000), 0,
-     "S3 Standard storage, us-east-1"),
-    ("Amazon EBS", "ebs", "Storage", "aws", "GB-Hours", 0.00011, (50_000, 4_000_000), 10, "gp3 volume storage"),
-    ("Amazon RDS", "rds", "Databases", "aws", "Hours", 0.29, (1000, 1000), 20, "PostgreSQL, db.m6g.large"),
-    ("Azure Virtual Machines", "vm", "Compute", "azure", "1 Hour", 0.40, (250, 1000), 15,
-     "D-series v5, Linux, pay-as-you-go"),
-    ("Azure Blob Storage", "blob", "Storage", "azure", "1 GB/Hour", 0.0000253, (10_000, 20_000_000), 0,
-     "Hot LRS data stored"),
-    ("HPC Cluster", "hpc", "Compute", "hpc", "core-hours", 0.0118, (1000, 512_000), None,
-     "Slurm usage, partition standard"),
-    ("HPC GPU Cluster", "gpu", "Compute", "hpc", "gpu-hours", 0.92, (1000, 8000), None,
-     "Slurm usage, partition gpu-a100"),
+    (
+        "Amazon EC2",
+        "ec2",
+        "Compute",
+        "aws",
+        "Hours",
+        0.17,
+        (250, 1000),
+        25,
+        "On-demand Linux instance",
+    ),
+    (
+        "Amazon S3",
+        "s3",
+        "Storage",
+        "aws",
+        "GB-Hours",
+        0.0000315,
+        (10_000, 50_000_000),
+        0,
+        "S3 Standard storage, us-east-1",
+    ),
+    (
+        "Amazon EBS",
+        "ebs",
+        "Storage",
+        "aws",
+        "GB-Hours",
+        0.00011,
+        (50_000, 4_000_000),
+        10,
+        "gp3 volume storage",
+    ),
+    (
+        "Amazon RDS",
+        "rds",
+        "Databases",
+        "aws",
+        "Hours",
+        0.29,
+        (1000, 1000),
+        20,
+        "PostgreSQL, db.m6g.large",
+    ),
+    (
+        "Azure Virtual Machines",
+        "vm",
+        "Compute",
+        "azure",
+        "1 Hour",
+        0.40,
+        (250, 1000),
+        15,
+        "D-series v5, Linux, pay-as-you-go",
+    ),
+    (
+        "Azure Blob Storage",
+        "blob",
+        "Storage",
+        "azure",
+        "1 GB/Hour",
+        0.0000253,
+        (10_000, 20_000_000),
+        0,
+        "Hot LRS data stored",
+    ),
+    (
+        "HPC Cluster",
+        "hpc",
+        "Compute",
+        "hpc",
+        "core-hours",
+        0.0118,
+        (1000, 512_000),
+        None,
+        "Slurm usage, partition standard",
+    ),
+    (
+        "HPC GPU Cluster",
+        "gpu",
+        "Compute",
+        "hpc",
+        "gpu-hours",
+        0.92,
+        (1000, 8000),
+        None,
+        "Slurm usage, partition gpu-a100",
+    ),
 ]
 SERVICE_WEIGHTS = [0.30, 0.12, 0.08, 0.05, 0.15, 0.07, 0.16, 0.07]
 
-BILLING_ACCOUNTS = {"aws": "999912345678", "azure": "bacct-5e0c3f1a-research-computing",
-                    "hpc": "rc-hpc-cascade"}
+BILLING_ACCOUNTS = {
+    "aws": "999912345678",
+    "azure": "bacct-5e0c3f1a-research-computing",
+    "hpc": "rc-hpc-cascade",
+}
 INVOICE_PREFIX = {"aws": "AWS", "azure": "AZ", "hpc": "HPC"}
 # Costs get 11 decimal places, Azure's 10, so one file holds both styles an importer meets.
 DECIMALS = {"aws": 11, "azure": 10, "hpc": 11}
@@ -117,7 +340,7 @@ def _format_cost(units, places):
 
 
 def _month_bounds(month):
-    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=timezone.utc)
+    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
     days = calendar.monthrange(start.year, start.month)[1]
     return start, start + timedelta(days=days), days * 24
 
@@ -138,7 +361,9 @@ def _open_output(path, compress):
             yield raw
             return
         # Level 6: on this data level 9 (the module default) takes ~30% longer for ~2% less size.
-        with gzip_module.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as out:
+        with gzip_module.GzipFile(
+            filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0
+        ) as out:
             yield out
 
 
@@ -170,28 +395,34 @@ def build_universe(seed):
                 tags["grant_number"] = f"{sponsor}-{rng.integers(1_000_000, 9_999_999)}"
             if rng.random() < 0.03:
                 # Real exports mix key spellings; an importer must match case-insensitively.
-                tags = {(" PI_Email " if k == "pi_email" else k.title()): v for k, v in tags.items()}
+                tags = {
+                    (" PI_Email " if k == "pi_email" else k.title()): v for k, v in tags.items()
+                }
             note = ""
             roll = rng.random()
             if roll < 0.02:
                 note = f'shared, see "RC-{rng.integers(1000, 9999)}"'  # exercises CSV quoting
             elif roll < 0.12:
                 note = f"split 50/50 with CC-{rng.integers(10000, 99999)}"
-            projects.append({
-                "id": project_id,
-                "tags": _csv_field(json.dumps(tags)),
-                "note": _csv_field(note),
-                "aws_account": str(400_000_000_000 + n * 7919),
-                "azure_sub": f"{_hex(rng, 8)}-{_hex(rng, 4)}-4{_hex(rng, 3)}-a{_hex(rng, 3)}-{_hex(rng, 12)}",
-                # HPC subsidy in percent of list: allocations are often fully or partly subsidised.
-                "hpc_discount": int(rng.choice([100, 40, 0], p=[0.3, 0.3, 0.4])),
-            })
+            projects.append(
+                {
+                    "id": project_id,
+                    "tags": _csv_field(json.dumps(tags)),
+                    "note": _csv_field(note),
+                    "aws_account": str(400_000_000_000 + n * 7919),
+                    "azure_sub": f"{_hex(rng, 8)}-{_hex(rng, 4)}-4{_hex(rng, 3)}-a{_hex(rng, 3)}-{_hex(rng, 12)}",
+                    # HPC subsidy in percent of list: allocations are often fully or partly subsidised.
+                    "hpc_discount": int(rng.choice([100, 40, 0], p=[0.3, 0.3, 0.4])),
+                }
+            )
 
     resources = []
     for p in projects:
         for k in range(rng.integers(1, 9)):
             s = int(rng.choice(len(SERVICES), p=SERVICE_WEIGHTS))
-            name, short, category, provider, unit, base_price, qty_range, max_disc, desc = SERVICES[s]
+            name, short, category, provider, unit, base_price, qty_range, max_disc, desc = SERVICES[
+                s
+            ]
             price_e8 = max(1, int(base_price * 1e8 * rng.uniform(0.6, 1.6)))
             if DECIMALS[provider] == 10:
                 price_e8 = price_e8 // 10 * 10 + 10  # keeps every cost a multiple of 1e-10
@@ -206,7 +437,11 @@ def build_universe(seed):
             elif name == "Amazon RDS":
                 rid = f"arn:aws:rds:us-east-1:{p['aws_account']}:db:{rname}"
             elif provider == "azure":
-                kind = "Microsoft.Compute/virtualMachines" if "Machines" in name else "Microsoft.Storage/storageAccounts"
+                kind = (
+                    "Microsoft.Compute/virtualMachines"
+                    if "Machines" in name
+                    else "Microsoft.Storage/storageAccounts"
+                )
                 rid = f"/subscriptions/{p['azure_sub']}/resourceGroups/rg-{p['id']}/providers/{kind}/{rname}"
             else:
                 rid = f"slurm:cascade:{'gpu-a100' if short == 'gpu' else 'standard'}:{rname}"
@@ -216,11 +451,23 @@ def build_universe(seed):
                 sub_id, sub_name = p["azure_sub"], f"sub-{p['id']}"
             else:
                 sub_id, sub_name = p["id"], f"slurm account {p['id']}"
-            resources.append({
-                "project": p, "service": name, "category": category, "provider": provider,
-                "unit": unit, "price_e8": price_e8, "qty_range": qty_range, "discount": discount,
-                "desc": desc, "rid": rid, "rname": rname, "sub_id": sub_id, "sub_name": sub_name,
-            })
+            resources.append(
+                {
+                    "project": p,
+                    "service": name,
+                    "category": category,
+                    "provider": provider,
+                    "unit": unit,
+                    "price_e8": price_e8,
+                    "qty_range": qty_range,
+                    "discount": discount,
+                    "desc": desc,
+                    "rid": rid,
+                    "rname": rname,
+                    "sub_id": sub_id,
+                    "sub_name": sub_name,
+                }
+            )
     return pis, projects, resources
 
 
@@ -276,7 +523,7 @@ def generate(path, rows, month="2026-10", seed=1, gzip=False):
     n_credits = rows * CREDIT_PERCENT // 100
     shuffled = rng.permutation(rows)
     kind[shuffled[:n_untagged]] = 1
-    kind[shuffled[n_untagged:n_untagged + n_credits]] = 2
+    kind[shuffled[n_untagged : n_untagged + n_credits]] = 2
     credit_rows = kind == 2
     credit_units = -rng.integers(1_000_000_000, 500_000_000_000, size=rows)  # -$0.01 to -$5
     credit_units = np.where(tenth[res_idx], credit_units // 10 * 10, credit_units)
@@ -290,9 +537,13 @@ def generate(path, rows, month="2026-10", seed=1, gzip=False):
             lines = []
             append = lines.append
             for r, h, q, b, l, k in zip(
-                res_idx[begin:stop].tolist(), hour[begin:stop].tolist(), qty[begin:stop].tolist(),
-                billed_units[begin:stop].tolist(), list_units[begin:stop].tolist(),
+                res_idx[begin:stop].tolist(),
+                hour[begin:stop].tolist(),
+                qty[begin:stop].tolist(),
+                billed_units[begin:stop].tolist(),
+                list_units[begin:stop].tolist(),
                 kind[begin:stop].tolist(),
+                strict=False,
             ):
                 dp = places[r]
                 bt = _format_cost(b, dp)
@@ -301,8 +552,10 @@ def generate(path, rows, month="2026-10", seed=1, gzip=False):
                 else:
                     mid, qtext = usage_mid[r], f"{q // 1000}.{q % 1000:03d}"
                     tail = untagged_tail[r] if k == 1 else tagged_tail[r]
-                append(f"{billing_period},{hour_text[h]},{hour_text[h + 1]},USD,{bt},"
-                       f"{_format_cost(l, dp)},{bt},{bt},{mid},{qtext},{tail}\n")
+                append(
+                    f"{billing_period},{hour_text[h]},{hour_text[h + 1]},USD,{bt},"
+                    f"{_format_cost(l, dp)},{bt},{bt},{mid},{qtext},{tail}\n"
+                )
             out.write("".join(lines).encode())
 
     # Python ints: a million int64 amounts could overflow a numpy sum.
@@ -319,7 +572,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Write a synthetic FOCUS CSV for benchmarks.")
     parser.add_argument("out", help="output path (.csv, or .csv.gz with --gzip)")
     parser.add_argument("--rows", type=int, required=True, help="number of data rows")
-    parser.add_argument("--month", default="2026-10", help="billing month, YYYY-MM (default 2026-10)")
+    parser.add_argument(
+        "--month", default="2026-10", help="billing month, YYYY-MM (default 2026-10)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--gzip", action="store_true", help="gzip-compress the output")
     args = parser.parse_args(argv)

@@ -54,8 +54,11 @@ def fresh_database(kind: str, workdir: Path) -> str:
 
 
 def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
-    env = dict(os.environ, DATABASE_URL=fresh_database(kind, workdir),
-               OPENCHARGEBACK_HOME=str(workdir / "home"))
+    env = dict(
+        os.environ,
+        DATABASE_URL=fresh_database(kind, workdir),
+        OPENCHARGEBACK_HOME=str(workdir / "home"),
+    )
     python = sys.executable
     migrate = run([python, "manage.py", "migrate", "-v0"], env)
     if migrate.returncode:
@@ -70,8 +73,20 @@ def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
         "r=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss;"
         "print(f'{e} {r}',file=sys.stderr);sys.exit(p.returncode)"
     )
-    cmd = [python, "-c", wrapper, python, "manage.py", "ingest", str(csv_path), "-s", "bench",
-           "-c", str(config), "--json"]
+    cmd = [
+        python,
+        "-c",
+        wrapper,
+        python,
+        "manage.py",
+        "ingest",
+        str(csv_path),
+        "-s",
+        "bench",
+        "-c",
+        str(config),
+        "--json",
+    ]
     proc = run(cmd, env)
     if proc.returncode:
         raise SystemExit(f"ingest failed on {kind}:\n{proc.stderr[-3000:]}")
@@ -79,15 +94,21 @@ def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
     elapsed = float(elapsed)
     receipt = json.loads(proc.stdout)
     totals = receipt["totals"]["USD"]
-    exact = (Decimal(totals["billed"]) == expected["billed"]
-             and Decimal(totals["list"]) == expected["list"]
-             and receipt["rows_imported"] == expected["rows"])
+    exact = (
+        Decimal(totals["billed"]) == expected["billed"]
+        and Decimal(totals["list"]) == expected["list"]
+        and receipt["rows_imported"] == expected["rows"]
+    )
     # The same file again must be recognised as unchanged.
     t0 = time.perf_counter()
-    again = run([python, "manage.py", "ingest", str(csv_path), "-s", "bench", "-c", str(config),
-                 "--json"], env)
+    again = run(
+        [python, "manage.py", "ingest", str(csv_path), "-s", "bench", "-c", str(config), "--json"],
+        env,
+    )
     again_s = time.perf_counter() - t0
-    status_again = json.loads(again.stdout)["status"] if again.returncode == 0 else again.stderr[-500:]
+    status_again = (
+        json.loads(again.stdout)["status"] if again.returncode == 0 else again.stderr[-500:]
+    )
     return {
         "db": kind,
         "rows": receipt["rows_imported"],
@@ -113,9 +134,11 @@ def main():
         csv_path = Path(args.file) if args.file else workdir / "synthetic.csv"
         t0 = time.perf_counter()
         expected = generate(csv_path, args.rows, month="2026-10", seed=1)
-        print(f"generated {args.rows:,} rows in {time.perf_counter() - t0:.1f}s "
-              f"({csv_path.stat().st_size / 1e6:.0f} MB); billed {expected['billed']}, "
-              f"list {expected['list']}")
+        print(
+            f"generated {args.rows:,} rows in {time.perf_counter() - t0:.1f}s "
+            f"({csv_path.stat().st_size / 1e6:.0f} MB); billed {expected['billed']}, "
+            f"list {expected['list']}"
+        )
         for kind in dbs:
             result = bench_one(kind, csv_path, expected, workdir)
             print(json.dumps(result))

@@ -12,7 +12,17 @@ from import_export import fields, resources
 from import_export.admin import ImportExportModelAdmin
 from import_export.widgets import ForeignKeyWidget
 
-from .models import PI, AccountMapping, BillingPeriod, Charge, Flag, Import, ImportFile, Project, Source
+from .models import (
+    PI,
+    AccountMapping,
+    BillingPeriod,
+    Charge,
+    Flag,
+    Import,
+    ImportFile,
+    Project,
+    Source,
+)
 from .money import AsNumber
 
 
@@ -61,7 +71,15 @@ class AccountMappingResource(resources.ModelResource):
 
     class Meta:
         model = AccountMapping
-        fields = ("source", "account_id", "pi_email", "project_id", "fund_org", "cost_center", "note")
+        fields = (
+            "source",
+            "account_id",
+            "pi_email",
+            "project_id",
+            "fund_org",
+            "cost_center",
+            "note",
+        )
         import_id_fields = ("source", "account_id")
         skip_unchanged = True
         report_skipped = True
@@ -70,7 +88,15 @@ class AccountMappingResource(resources.ModelResource):
 @admin.register(AccountMapping)
 class AccountMappingAdmin(ImportExportModelAdmin):
     resource_classes = [AccountMappingResource]
-    list_display = ("account_id", "source", "pi_email", "project_id", "fund_org", "cost_center", "note")
+    list_display = (
+        "account_id",
+        "source",
+        "pi_email",
+        "project_id",
+        "fund_org",
+        "cost_center",
+        "note",
+    )
     list_filter = ("source",)
     search_fields = ("account_id", "pi_email", "project_id", "fund_org")
 
@@ -91,8 +117,18 @@ class ImportAdmin(admin.ModelAdmin):
     """Import receipts: read-only, kept for ever."""
 
     list_display = (
-        "id", "created_at", "source", "outcome", "mode", "period_list", "rows_read",
-        "rows_flagged", "rows_added", "rows_removed", "billed_totals", "actor",
+        "id",
+        "created_at",
+        "source",
+        "outcome",
+        "mode",
+        "period_list",
+        "rows_read",
+        "rows_flagged",
+        "rows_added",
+        "rows_removed",
+        "billed_totals",
+        "actor",
     )
     list_filter = ("outcome", "source", "mode")
     list_select_related = ("source",)
@@ -139,28 +175,94 @@ class ChargeAdmin(admin.ModelAdmin):
     """Every charge, read-only. Decisions on flagged charges belong to the review services."""
 
     list_display = (
-        "id", "period", "source", "service_name", "resource_id", "billed", "listed",
-        "billing_currency", "pi", "project", "fund_org", "review_status", "reason_list",
+        "id",
+        "period",
+        "source",
+        "service_name",
+        "resource_id",
+        "billed",
+        "listed",
+        "billing_currency",
+        "pi",
+        "project",
+        "fund_org",
+        "review_status",
+        "reason_list",
     )
     list_filter = ("review_status", ReasonFilter, "period", "source", "charge_category")
     list_select_related = ("period", "source", "pi", "project")
-    search_fields = ("=resource_id", "resource_name", "service_name", "=fund_org", "=pi__email", "=project__code")
+    search_fields = (
+        "=resource_id",
+        "resource_name",
+        "service_name",
+        "=fund_org",
+        "=pi__email",
+        "=project__code",
+    )
     show_full_result_count = False
     list_per_page = 100
     ordering = ("-id",)
     raw_id_fields = ("pi", "project", "import_file")
     fieldsets = (
         ("Charge", {"fields": ("period", "source", "import_file", "line_number", "fingerprint")}),
-        ("Costs", {"fields": ("billed_cost", "list_cost", "contracted_cost", "effective_cost",
-                              "billing_currency", "consumed_quantity", "consumed_unit")}),
-        ("What", {"fields": ("charge_category", "charge_class", "charge_description", "service_name",
-                             "service_category", "resource_id", "resource_name", "region_id", "sku_id")}),
-        ("When", {"fields": ("billing_period_start", "billing_period_end", "charge_period_start",
-                             "charge_period_end")}),
-        ("Accounts", {"fields": ("sub_account_id", "sub_account_name", "billing_account_id",
-                                 "billing_account_name", "invoice_id", "provider_name")}),
-        ("Attribution", {"fields": ("pi", "project", "fund_org", "cost_center", "reference_1",
-                                    "reference_2")}),
+        (
+            "Costs",
+            {
+                "fields": (
+                    "billed_cost",
+                    "list_cost",
+                    "contracted_cost",
+                    "effective_cost",
+                    "billing_currency",
+                    "consumed_quantity",
+                    "consumed_unit",
+                )
+            },
+        ),
+        (
+            "What",
+            {
+                "fields": (
+                    "charge_category",
+                    "charge_class",
+                    "charge_description",
+                    "service_name",
+                    "service_category",
+                    "resource_id",
+                    "resource_name",
+                    "region_id",
+                    "sku_id",
+                )
+            },
+        ),
+        (
+            "When",
+            {
+                "fields": (
+                    "billing_period_start",
+                    "billing_period_end",
+                    "charge_period_start",
+                    "charge_period_end",
+                )
+            },
+        ),
+        (
+            "Accounts",
+            {
+                "fields": (
+                    "sub_account_id",
+                    "sub_account_name",
+                    "billing_account_id",
+                    "billing_account_name",
+                    "invoice_id",
+                    "provider_name",
+                )
+            },
+        ),
+        (
+            "Attribution",
+            {"fields": ("pi", "project", "fund_org", "cost_center", "reference_1", "reference_2")},
+        ),
         ("Review", {"fields": ("review_status", "reason_list")}),
         ("Delivered data", {"fields": ("tags", "extra")}),
     )

@@ -16,12 +16,19 @@ import yaml
 from django.conf import settings
 
 # Internal attribution fields, in the order statements and journals use them.
-ATTRIBUTION_FIELDS = ("pi_email", "project_id", "fund_org", "cost_center", "reference_1", "reference_2")
+ATTRIBUTION_FIELDS = (
+    "pi_email",
+    "project_id",
+    "fund_org",
+    "cost_center",
+    "reference_1",
+    "reference_2",
+)
 DEFAULT_TAG_MAPPING = {name: name for name in ATTRIBUTION_FIELDS}
 
 
 class ConfigError(Exception):
-    """The configuration file is missing, unreadable, or has a wrong value (the message says where)."""
+    """The configuration is missing, unreadable, or has a wrong value (the message says where)."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,8 @@ def parse_config(data: Any, path: str = "") -> BillingConfig:
         name = _text(raw, "name", key)
         if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name):
             raise ConfigError(
-                f"{key}.name: expected a short lowercase name (letters, digits, - _ .), got {name!r}"
+                f"{key}.name: expected a short lowercase name (letters, digits, - _ .), "
+                f"got {name!r}"
             )
         if name in seen:
             raise ConfigError(f"{key}.name: source {name!r} is listed twice")

@@ -182,7 +182,8 @@ class Import(models.Model):
     rows_added = models.PositiveIntegerField(default=0)  # new charges written
     rows_removed = models.PositiveIntegerField(default=0)  # earlier charges a replacement removed
     rows_unchanged = models.PositiveIntegerField(default=0)  # identical rows kept, decisions kept
-    # Per currency, exact decimal strings: {"USD": {"billed": "…", "list": "…", "flagged_billed": "…"}}
+    # Per currency, exact decimal strings:
+    # {"USD": {"billed": "…", "list": "…", "flagged_billed": "…"}}
     totals = models.JSONField(default=dict)
     # Per currency, how the billed total of the affected months changed: {"USD": "-12.50"}
     billed_change = models.JSONField(default=dict)
@@ -318,7 +319,11 @@ class Charge(models.Model):
         PI, null=True, blank=True, on_delete=models.PROTECT, related_name="charges", db_index=False
     )
     project = models.ForeignKey(
-        Project, null=True, blank=True, on_delete=models.PROTECT, related_name="charges",
+        Project,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="charges",
         db_index=False,
     )
     fund_org = models.TextField(blank=True)

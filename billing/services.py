@@ -55,8 +55,13 @@ def period_close(*, key: str, acting_user=None, actor: str = "", reason: str = "
     period.closed_at = timezone.now()
     period.save(update_fields=["status", "closed_at"])
     audit_record(
-        action="period.close", acting_user=acting_user, actor=actor, obj=period,
-        before={"status": "open"}, after={"status": "closed"}, reason=reason,
+        action="period.close",
+        acting_user=acting_user,
+        actor=actor,
+        obj=period,
+        before={"status": "open"},
+        after={"status": "closed"},
+        reason=reason,
     )
     return period
 
@@ -69,8 +74,12 @@ def period_open(*, key: str, acting_user=None, actor: str = "", reason: str = ""
     period = BillingPeriod.objects.select_for_update().get(pk=period.pk)
     if created:
         audit_record(
-            action="period.open", acting_user=acting_user, actor=actor, obj=period,
-            after={"status": "open"}, reason=reason,
+            action="period.open",
+            acting_user=acting_user,
+            actor=actor,
+            obj=period,
+            after={"status": "open"},
+            reason=reason,
         )
         return period
     if period.is_locked():
@@ -83,7 +92,12 @@ def period_open(*, key: str, acting_user=None, actor: str = "", reason: str = ""
     period.closed_at = None
     period.save(update_fields=["status", "closed_at"])
     audit_record(
-        action="period.reopen", acting_user=acting_user, actor=actor, obj=period,
-        before={"status": "closed"}, after={"status": "open"}, reason=reason,
+        action="period.reopen",
+        acting_user=acting_user,
+        actor=actor,
+        obj=period,
+        before={"status": "closed"},
+        after={"status": "open"},
+        reason=reason,
     )
     return period

@@ -17,8 +17,14 @@ PROGRESS_EVERY = 50_000  # rows between progress reports
 
 @shared_task(bind=True, acks_late=True)
 def import_files_task(
-    self, *, paths: list[str], source: str, period: str | None = None, append: bool = False,
-    user_id: int | None = None, config_path: str | None = None,
+    self,
+    *,
+    paths: list[str],
+    source: str,
+    period: str | None = None,
+    append: bool = False,
+    user_id: int | None = None,
+    config_path: str | None = None,
     display_names: list[str] | None = None,
 ) -> dict:
     """Run an import in a worker; progress (rows so far) is visible as the task's meta."""
@@ -32,7 +38,13 @@ def import_files_task(
             self.update_state(state="PROGRESS", meta={"rows": done["rows"]})
 
     result = import_files(
-        paths=paths, source=source, period=period, append=append, acting_user=user,
-        config=load_config(config_path), progress=progress, display_names=display_names,
+        paths=paths,
+        source=source,
+        period=period,
+        append=append,
+        acting_user=user,
+        config=load_config(config_path),
+        progress=progress,
+        display_names=display_names,
     )
     return result.as_dict()

@@ -45,14 +45,14 @@ def expected_flags(row):
     reasons = []
     raw = row["Tags"]
     if is_null(raw):
-        reasons.append("no tags (SubAccountId %s)" % row["SubAccountId"])
+        reasons.append("no tags (SubAccountId {})".format(row["SubAccountId"]))
     else:
         try:
             tags = json.loads(raw)
         except ValueError:
             tags = None
         if not isinstance(tags, dict):
-            reasons.append("Tags is not a JSON object: %s" % raw)
+            reasons.append(f"Tags is not a JSON object: {raw}")
         else:
             # Keys match case-insensitively and ignoring surrounding spaces, as the importer does.
             norm = {str(k).strip().lower(): v for k, v in tags.items()}
@@ -60,26 +60,29 @@ def expected_flags(row):
             if fund is None or str(fund).strip() == "":
                 reasons.append("tags have no fund_org")
             elif not FUND_ORG_PATTERN.match(str(fund).strip()):
-                reasons.append("fund_org %r fails the pattern" % fund)
+                reasons.append(f"fund_org {fund!r} fails the pattern")
     if row["ChargeCategory"] != "Usage":
-        reasons.append("ChargeCategory %s" % row["ChargeCategory"])
+        reasons.append("ChargeCategory {}".format(row["ChargeCategory"]))
     if row["ChargeClass"] == "Correction":
         reasons.append("ChargeClass Correction")
     if row["ChargePeriodStart"][:7] != row["BillingPeriodStart"][:7]:
         reasons.append(
-            "charge period %s is outside billing period %s"
-            % (row["ChargePeriodStart"][:10], row["BillingPeriodStart"][:7])
+            "charge period {} is outside billing period {}".format(
+                row["ChargePeriodStart"][:10], row["BillingPeriodStart"][:7]
+            )
         )
     for field in ("ResourceName", "ResourceId"):
         if row[field].strip() == "NULL":
-            reasons.append("%s is the literal text NULL: must import as null, not the string 'NULL'" % field)
+            reasons.append(
+                f"{field} is the literal text NULL: must import as null, not the string 'NULL'"
+            )
     return reasons
 
 
 def main():
     files = sorted(HERE.glob("*.csv"))
     if not files:
-        sys.exit("no CSV files next to %s" % __file__)
+        sys.exit(f"no CSV files next to {__file__}")
 
     # 60 significant digits against the ~15 these sums need: no addition can round.
     with localcontext() as ctx:
@@ -113,7 +116,9 @@ def main():
         for month in months:
             for label, names in ((month, originals), (month + " after re-delivery", replaced)):
                 chosen = sorted(n for n in names if month in per_file[n]["month"])
-                if label != month and chosen == sorted(n for n in originals if month in per_file[n]["month"]):
+                if label != month and chosen == sorted(
+                    n for n in originals if month in per_file[n]["month"]
+                ):
                     continue  # no re-delivery for this month: the row would repeat the one above
                 print(
                     "| %s | %s | %d | %s | %s |"
@@ -126,13 +131,20 @@ def main():
                     )
                 )
 
-        print("\n### Rows expected to be flagged (row 1 is the first data row; file line = row + 1)\n")
+        print(
+            "\n### Rows expected to be flagged (row 1 is the first data row; file line = row + 1)\n"
+        )
         for name, fig in per_file.items():
             flagged = [(i, r, why) for i, r, why in fig["flags"] if why]
-            print("- **%s**: %s" % (name, "none" if not flagged else "%d row(s)" % len(flagged)))
+            print(
+                "- **{}**: {}".format(name, "none" if not flagged else "%d row(s)" % len(flagged))
+            )
             for i, r, why in flagged:
                 what = r["ResourceName"] or r["ChargeDescription"]
-                print("  - row %d (%s, BilledCost %s): %s" % (i, what, r["BilledCost"], "; ".join(why)))
+                print(
+                    "  - row %d (%s, BilledCost %s): %s"
+                    % (i, what, r["BilledCost"], "; ".join(why))
+                )
 
 
 if __name__ == "__main__":

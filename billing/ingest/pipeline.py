@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from accounts.services import actor_name, audit_record
 
@@ -126,7 +126,9 @@ def source_for_import(name: str, config: BillingConfig) -> Source:
         return source
     source = Source.objects.filter(name=name).first()
     if source is None:
-        known = sorted({s.name for s in config.sources} | set(Source.objects.values_list("name", flat=True)))
+        known = sorted(
+            {s.name for s in config.sources} | set(Source.objects.values_list("name", flat=True))
+        )
         hint = f"known sources: {', '.join(known)}" if known else "no sources are configured yet"
         raise ImportRefused(
             f"unknown source {name!r} ({hint}); add it to the configuration's `sources` "
@@ -236,22 +238,48 @@ def _import(*, files, source_name, period, append, dry_run, acting_user, actor, 
     )
     for item in files:
         item.record = ImportFile.objects.create(
-            import_run=record, name=item.name[-500:], sha256=item.sha256, size_bytes=item.size, rows=0
+            import_run=record,
+            name=item.name[-500:],
+            sha256=item.sha256,
+            size_bytes=item.size,
+            rows=0,
         )
 
     writer = loader.RowWriter()
     try:
         return _stream(
-            record=record, files=files, skipped=skipped, source=source, period=period,
-            append=append, dry_run=dry_run, acting_user=acting_user, actor=actor, config=config,
-            progress=progress, writer=writer,
+            record=record,
+            files=files,
+            skipped=skipped,
+            source=source,
+            period=period,
+            append=append,
+            dry_run=dry_run,
+            acting_user=acting_user,
+            actor=actor,
+            config=config,
+            progress=progress,
+            writer=writer,
         )
     finally:
         writer.close()
 
 
-def _stream(*, record, files, skipped, source, period, append, dry_run, acting_user, actor,
-            config, progress, writer):
+def _stream(
+    *,
+    record,
+    files,
+    skipped,
+    source,
+    period,
+    append,
+    dry_run,
+    acting_user,
+    actor,
+    config,
+    progress,
+    writer,
+):
     builder = RowBuilder(
         before_write=writer.drain,
         config=config,
@@ -432,7 +460,11 @@ def _place_batch(built, item, source, states, state_for, totals, counts, writer)
     columns["fingerprint"] = fingerprints
     rows = [
         row
-        for row, keep in zip(zip(*(columns[name] for name in loader.INSERT_COLUMNS)), keep_mask)
+        for row, keep in zip(
+            zip(*(columns[name] for name in loader.INSERT_COLUMNS), strict=True),
+            keep_mask,
+            strict=True,
+        )
         if not keep
     ]
     writer.submit(rows)

@@ -87,18 +87,24 @@ def read_batches(path: Path, headers: list[str], problems: list[str]) -> Iterato
         yield from _read_csv(path, headers, problems)
 
 
-def _read_csv(path: Path, headers: list[str], problems: list[str]) -> Iterator[Batch]:
+def _read_csv(
+    path: Path, headers: list[str], problems: list[str], use_threads: bool = True
+) -> Iterator[Batch]:
     names = [f"c{i}" for i in range(len(headers))]
+    unnumbered = []
 
     def on_invalid_row(row):
-        problems.append(
-            f"line {row.number or '?'}: expected {row.expected_columns} columns, "
-            f"found {row.actual_columns}"
-        )
+        if row.number is None:  # the multi-threaded reader doesn't know line numbers
+            unnumbered.append(row)
+        else:
+            problems.append(
+                f"line {row.number}: expected {row.expected_columns} columns, "
+                f"found {row.actual_columns}"
+            )
         return "skip"
 
     read_options = pa_csv.ReadOptions(
-        column_names=names, skip_rows=1, block_size=BLOCK_SIZE, use_threads=True
+        column_names=names, skip_rows=1, block_size=BLOCK_SIZE, use_threads=use_threads
     )
     parse_options = pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid_row)
     convert_options = pa_csv.ConvertOptions(
@@ -122,6 +128,10 @@ def _read_csv(path: Path, headers: list[str], problems: list[str]) -> Iterator[B
                 continue
             yield Batch(arrays=list(record_batch.columns), first_line=line)
             line += record_batch.num_rows
+        if unnumbered:
+            # Malformed rows refuse the import; read once more, single-threaded, to name lines.
+            for _ in _read_csv(path, headers, problems, use_threads=False):
+                pass
     except pa.ArrowInvalid as exc:
         message = str(exc)
         if "UTF8" in message or "utf8" in message.lower():

@@ -110,9 +110,17 @@ class RowBuilder:
         self._pis: dict[str, int] = dict(PI.objects.values_list("email", "id"))
         self._projects: dict[str, int] = dict(Project.objects.values_list("code", "id"))
         mapping = config.tag_mapping
-        self._tag_keys = [mapping[name].strip().lower() for name in (
-            "pi_email", "project_id", "fund_org", "cost_center", "reference_1", "reference_2"
-        )]
+        self._tag_keys = [
+            mapping[name].strip().lower()
+            for name in (
+                "pi_email",
+                "project_id",
+                "fund_org",
+                "cost_center",
+                "reference_1",
+                "reference_2",
+            )
+        ]
 
     # -- problems -------------------------------------------------------------------------
 
@@ -146,8 +154,12 @@ class RowBuilder:
                     out.billed = [ZERO] * n
                 continue
             values, stored = self._money_column(
-                batch.arrays[fields[name]], where, FOCUS_NAMES[name], batch.first_line,
-                required=name == "billed_cost", want_values=name in ("billed_cost", "list_cost"),
+                batch.arrays[fields[name]],
+                where,
+                FOCUS_NAMES[name],
+                batch.first_line,
+                required=name == "billed_cost",
+                want_values=name in ("billed_cost", "list_cost"),
             )
             columns[name] = stored
             if name == "billed_cost":
@@ -164,7 +176,10 @@ class RowBuilder:
                 columns[name] = nulls
                 continue
             parsed, stored = self._datetime_column(
-                text(name), where, FOCUS_NAMES[name], batch.first_line,
+                text(name),
+                where,
+                FOCUS_NAMES[name],
+                batch.first_line,
                 required=name == "billing_period_start",
             )
             columns[name] = stored
@@ -230,8 +245,14 @@ class RowBuilder:
             refs2.append(attribution.reference_2)
             flag_list.append(int(flags))
         columns.update(
-            tags=stored_tags, pi_id=pi_ids, project_id=project_ids, fund_org=funds,
-            cost_center=centers, reference_1=refs1, reference_2=refs2, flags=flag_list,
+            tags=stored_tags,
+            pi_id=pi_ids,
+            project_id=project_ids,
+            fund_org=funds,
+            cost_center=centers,
+            reference_1=refs1,
+            reference_2=refs2,
+            flags=flag_list,
         )
         columns["review_status"] = ["flagged" if f else "clean" for f in flag_list]
         out.flags = flag_list
@@ -319,9 +340,7 @@ class RowBuilder:
         joined = pc.binary_join_element_wise(
             *arrays, pa.scalar("\x1f"), null_handling="replace", null_replacement="\x00"
         )
-        return [
-            blake2b(row.encode(), digest_size=16).hexdigest() for row in joined.to_pylist()
-        ]
+        return [blake2b(row.encode(), digest_size=16).hexdigest() for row in joined.to_pylist()]
 
     # -- attribution and flags ------------------------------------------------------------
 
@@ -383,9 +402,7 @@ class RowBuilder:
             p.fullmatch(fund_org) for p in self.config.fund_org_patterns
         ):
             flags |= Flag.FUND_ORG_PATTERN
-        attribution = Attribution(
-            pi_id, project_id, fund_org, cost_center, ref1, ref2, int(flags)
-        )
+        attribution = Attribution(pi_id, project_id, fund_org, cost_center, ref1, ref2, int(flags))
         if len(self._attribution) >= CACHE_LIMIT:
             self._attribution.clear()
         self._attribution[(tags, sub_account, billing_account)] = attribution
@@ -411,12 +428,7 @@ class RowBuilder:
         key = (service, resource_id, resource_name)
         hit = self._patterns.get(key)
         if hit is None:
-            hit = any(
-                p.search(value)
-                for p in self.config.flag_patterns
-                for value in key
-                if value
-            )
+            hit = any(p.search(value) for p in self.config.flag_patterns for value in key if value)
             if len(self._patterns) >= CACHE_LIMIT:
                 self._patterns.clear()
             self._patterns[key] = hit

@@ -15,11 +15,14 @@ class BillingCommand(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "-c", "--config", metavar="PATH",
-            help="Billing configuration (YAML). Default: $OPENCHARGEBACK_CONFIG, else built-in defaults.",
+            "-c",
+            "--config",
+            metavar="PATH",
+            help="Billing configuration (YAML). Default: $OPENCHARGEBACK_CONFIG, else defaults.",
         )
         parser.add_argument(
-            "--user", metavar="USERNAME",
+            "--user",
+            metavar="USERNAME",
             help="Record this user as the one acting (default: the operating-system account).",
         )
 

@@ -881,11 +881,6 @@ def test_row_with_wrong_number_of_fields_is_refused(run, config_path, write_file
     assert db_state() == existing
 
 
-@pytest.mark.xfail(
-    reason="reader.py reads CSV with use_threads=True, where pyarrow's InvalidRow.number is "
-    "None, so the problem says 'line ?' instead of the ragged row's line",
-    strict=True,
-)
 def test_row_with_wrong_number_of_fields_names_its_line(run, config_path, write_file, existing):
     path = write_file("ragged.csv", focus_text([{}, {}]) + RAGGED_ROW)
 

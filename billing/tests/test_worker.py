@@ -39,10 +39,22 @@ def worker():
     url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     env = dict(os.environ, DATABASE_URL=url)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "openchargeback", "worker", "--pool=solo",
-         "--concurrency=1", "--loglevel=WARNING", "--without-heartbeat", "--without-gossip",
-         "--without-mingle"],
-        cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "openchargeback",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "--loglevel=WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     time.sleep(1)
     yield proc
@@ -55,7 +67,9 @@ def test_import_runs_in_a_real_worker(worker):
     paths = sorted(str(p) for p in SAMPLE.glob("aws_*.csv"))
     config = str(ROOT / "config.example.yaml")
 
-    result = import_files_task.delay(paths=paths, source="aws", period="2025-01", config_path=config)
+    result = import_files_task.delay(
+        paths=paths, source="aws", period="2025-01", config_path=config
+    )
     receipt = result.get(timeout=120)
 
     assert receipt["status"] == "imported"

@@ -23,15 +23,22 @@ class Command(BillingCommand):
         parser.add_argument("files", nargs="+", metavar="FILE")
         parser.add_argument("-s", "--source", required=True, help="Source name, e.g. aws.")
         parser.add_argument(
-            "-p", "--period", metavar="YYYY-MM",
+            "-p",
+            "--period",
+            metavar="YYYY-MM",
             help="The month being imported; rows from other months are flagged for review.",
         )
         parser.add_argument(
-            "--append", action="store_true",
-            help="Add the rows to the months instead of replacing them (for sources that split a month).",
+            "--append",
+            action="store_true",
+            help="Add the rows to their months instead of replacing them (sources split in parts).",
         )
-        parser.add_argument("--dry-run", action="store_true", help="Show the receipt; write nothing.")
-        parser.add_argument("--json", action="store_true", help="Print the receipt as one JSON object.")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Show the receipt; write nothing."
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="Print the receipt as one JSON object."
+        )
 
     def handle(self, *args, **options):
         config = self.load_config(options)
@@ -40,11 +47,15 @@ class Command(BillingCommand):
         if not options["json"] and sys.stderr.isatty():
             from tqdm import tqdm
 
-            bar = tqdm(unit=" rows", unit_scale=True, desc="importing", file=sys.stderr, leave=False)
+            bar = tqdm(
+                unit=" rows", unit_scale=True, desc="importing", file=sys.stderr, leave=False
+            )
         elif options["json"] and sys.stderr.isatty():
             from tqdm import tqdm
 
-            bar = tqdm(unit=" rows", unit_scale=True, desc="importing", file=sys.stderr, leave=False)
+            bar = tqdm(
+                unit=" rows", unit_scale=True, desc="importing", file=sys.stderr, leave=False
+            )
         try:
             result = import_files(
                 paths=options["files"],
@@ -67,16 +78,23 @@ class Command(BillingCommand):
             self.print_receipt(result)
 
     def print_receipt(self, r) -> None:
-        status = r.status if r.status != "dry-run" else f"dry run (would be {r.would_be}); nothing written"
+        status = (
+            r.status
+            if r.status != "dry-run"
+            else f"dry run (would be {r.would_be}); nothing written"
+        )
         title = f"Import #{r.import_id}" if r.import_id else "Import"
         self.stdout.write(self.style.SUCCESS(f"{title} — source {r.source}: {status}"))
         for f in r.files:
-            self.stdout.write(f"  file     {f['name']}  ({f['rows']:,} rows, sha256 {f['sha256'][:12]}…)")
+            self.stdout.write(
+                f"  file     {f['name']}  ({f['rows']:,} rows, sha256 {f['sha256'][:12]}…)"
+            )
         for name in r.skipped_files:
             self.stdout.write(f"  skipped  {name}  (already imported for this source)")
         self.stdout.write(f"  periods  {', '.join(r.periods) or '-'}")
         self.stdout.write(
-            f"  rows     read {r.rows_read:,}, imported {r.rows_imported:,}, flagged {r.rows_flagged:,}"
+            f"  rows     read {r.rows_read:,}, imported {r.rows_imported:,}, "
+            f"flagged {r.rows_flagged:,}"
             f" | added {r.rows_added:,}, removed {r.rows_removed:,}, unchanged {r.rows_unchanged:,}"
         )
         if r.totals:

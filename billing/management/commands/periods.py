@@ -38,7 +38,9 @@ class Command(BillingCommand):
         acting_user = self.acting_user(options)
         service = {"open": period_open, "close": period_close}[action]
         try:
-            period = service(key=options["period"], acting_user=acting_user, reason=options["reason"])
+            period = service(
+                key=options["period"], acting_user=acting_user, reason=options["reason"]
+            )
         except PeriodError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(self.style.SUCCESS(f"Period {period.key} is {period.status}."))
