@@ -44,13 +44,7 @@ class Command(BillingCommand):
         config = self.load_config(options)
         acting_user = self.acting_user(options)
         bar = None
-        if not options["json"] and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            bar = tqdm(
-                unit=" rows", unit_scale=True, desc="importing", file=sys.stderr, leave=False
-            )
-        elif options["json"] and sys.stderr.isatty():
+        if sys.stderr.isatty():  # progress only for a person watching, never in logs or pipes
             from tqdm import tqdm
 
             bar = tqdm(
