@@ -5,25 +5,46 @@ services. The charge list is built for a million rows: no full count, related ro
 same query, filters that match the (period, status) and (period, source) indexes.
 """
 
-from django.contrib import admin
-from django.db.models import F
-from django.utils.html import format_html_join
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from import_export import fields, resources
 from import_export.admin import ImportExportModelAdmin
 from import_export.widgets import ForeignKeyWidget
 
+from accounts.models import AuditEvent
+
+from .admin_review import (
+    PIFilter,
+    ProjectFilter,
+    ReasonFilter,
+    ServiceFilter,
+    reason_labels,
+    review_history,
+)
 from .models import (
     PI,
     AccountMapping,
     BillingPeriod,
     Charge,
-    Flag,
     Import,
     ImportFile,
     Project,
     Source,
 )
 from .money import AsNumber
+from .selectors import period_summary
+from .services import (
+    PeriodError,
+    account_mapping_delete,
+    account_mapping_save,
+    period_close,
+    period_finalize,
+    period_open,
+)
 
 
 @admin.register(Source)
@@ -32,21 +53,145 @@ class SourceAdmin(admin.ModelAdmin):
     search_fields = ("name", "display_name")
 
 
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        required=False,
+        help_text="Why. Kept in the period's history.",
+    )
+
+
+PERIOD_ACTIONS = {
+    # action: (service, title, verb, reason required, warning)
+    "close": (period_close, "Close periods", "Close", False, "A closed period takes no imports."),
+    "reopen": (
+        period_open,
+        "Reopen periods",
+        "Reopen",
+        True,
+        "Imports are accepted again. The reopening and its reason stay in the history.",
+    ),
+    "finalize": (
+        period_finalize,
+        "Finalize periods",
+        "Finalize",
+        False,
+        "Finalizing is permanent: nothing in the period can change afterwards, from anywhere. "
+        "It needs nothing flagged, and the period's statements and journal made.",
+    ),
+}
+
+
 @admin.register(BillingPeriod)
 class BillingPeriodAdmin(admin.ModelAdmin):
+    """Periods and their lifecycle. Status changes only through the actions (period services)."""
+
     list_display = ("key", "status", "created_at", "closed_at", "finalized_at")
     list_filter = ("status",)
     search_fields = ("key",)
-    # Status changes go through the period services (command line: `periods close|open`).
-    readonly_fields = ("status", "created_at", "closed_at", "finalized_at")
+    readonly_fields = ("status", "created_at", "closed_at", "finalized_at", "summary", "history")
+    actions = ["close", "reopen", "finalize"]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:
             return ("key", *self.readonly_fields)
-        return self.readonly_fields
+        return ("status", "created_at", "closed_at", "finalized_at")
+
+    def has_change_permission(self, request, obj=None):
+        # A finalized period is read-only; the others have nothing editable but the actions.
+        if obj is not None and obj.is_locked():
+            return False
+        return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def has_transition_permission(self, request):
+        return request.user.has_perm("billing.transition_period")
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.display(description="figures")
+    def summary(self, obj):
+        data = period_summary(obj)
+        totals = format_html_join(
+            "",
+            "<li>{}: billed {} (billable {}, flagged {}), list {}</li>",
+            (
+                (cur, t["billed"], t["billable"], t["flagged_billed"], t["list"])
+                for cur, t in data["totals"].items()
+            ),
+        )
+        return format_html(
+            "{} charges, {} flagged, {} rejected<ul>{}</ul>",
+            data["charges"],
+            data["flagged"],
+            data["rejected"],
+            totals,
+        )
+
+    @admin.display(description="history")
+    def history(self, obj):
+        events = AuditEvent.objects.filter(
+            object_type=obj._meta.label, object_id=str(obj.pk)
+        ).order_by("created_at", "id")
+        return (
+            format_html_join(
+                "",
+                "<div>{} · {} · {} {}</div>",
+                (
+                    (e.created_at.strftime("%Y-%m-%d %H:%M"), e.action, e.actor, e.reason)
+                    for e in events
+                ),
+            )
+            or "-"
+        )
+
+    def _transition(self, request, queryset, action):
+        service, title, verb, reason_required, warning = PERIOD_ACTIONS[action]
+        form = ReasonForm(request.POST if "post" in request.POST else None)
+        if reason_required:
+            form.fields["reason"].required = True
+        if "post" in request.POST and form.is_valid():
+            for period in queryset.order_by("key"):
+                try:
+                    service(
+                        key=period.key,
+                        acting_user=request.user,
+                        reason=form.cleaned_data["reason"],
+                    )
+                except PeriodError as exc:
+                    self.message_user(request, str(exc), messages.ERROR)
+                else:
+                    self.message_user(request, f"{period.key}: {verb.lower()}d.", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "verb": verb,
+            "warning": warning,
+            "form": form,
+            "action": action,
+            "periods": [(p, period_summary(p)) for p in queryset.order_by("key")],
+            "opts": self.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/billing/period/confirm.html", context)
+
+    @admin.action(description="Close selected periods (stop imports)", permissions=["transition"])
+    def close(self, request, queryset):
+        return self._transition(request, queryset, "close")
+
+    @admin.action(description="Reopen selected periods", permissions=["transition"])
+    def reopen(self, request, queryset):
+        return self._transition(request, queryset, "reopen")
+
+    @admin.action(description="Finalize selected periods (permanent)", permissions=["transition"])
+    def finalize(self, request, queryset):
+        return self._transition(request, queryset, "finalize")
 
 
 @admin.register(PI)
@@ -99,6 +244,16 @@ class AccountMappingAdmin(ImportExportModelAdmin):
     )
     list_filter = ("source",)
     search_fields = ("account_id", "pi_email", "project_id", "fund_org")
+
+    def save_model(self, request, obj, form, change):
+        account_mapping_save(mapping=obj, acting_user=request.user, changed=form.changed_data)
+
+    def delete_model(self, request, obj):
+        account_mapping_delete(mapping=obj, acting_user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for mapping in queryset:
+            account_mapping_delete(mapping=mapping, acting_user=request.user)
 
 
 class ImportFileInline(admin.TabularInline):
@@ -156,20 +311,6 @@ class ImportAdmin(admin.ModelAdmin):
         return False
 
 
-class ReasonFilter(admin.SimpleListFilter):
-    title = "reason"
-    parameter_name = "reason"
-
-    def lookups(self, request, model_admin):
-        return [(flag.code, flag.label) for flag in Flag]
-
-    def queryset(self, request, queryset):
-        if not self.value():
-            return queryset
-        flag = Flag.from_code(self.value())
-        return queryset.alias(flag_hit=F("flags").bitand(int(flag))).filter(flag_hit__gt=0)
-
-
 @admin.register(Charge)
 class ChargeAdmin(admin.ModelAdmin):
     """Every charge, read-only. Decisions on flagged charges belong to the review services."""
@@ -189,7 +330,16 @@ class ChargeAdmin(admin.ModelAdmin):
         "review_status",
         "reason_list",
     )
-    list_filter = ("review_status", ReasonFilter, "period", "source", "charge_category")
+    list_filter = (
+        "review_status",
+        ReasonFilter,
+        "period",
+        "source",
+        PIFilter,
+        ProjectFilter,
+        ServiceFilter,
+        "charge_category",
+    )
     list_select_related = ("period", "source", "pi", "project")
     search_fields = (
         "=resource_id",
@@ -204,13 +354,14 @@ class ChargeAdmin(admin.ModelAdmin):
     ordering = ("-id",)
     raw_id_fields = ("pi", "project", "import_file")
     fieldsets = (
-        ("Charge", {"fields": ("period", "source", "import_file", "line_number", "fingerprint")}),
+        ("Charge", {"fields": ("period", "source", "import_link", "line_number", "fingerprint")}),
         (
             "Costs",
             {
                 "fields": (
                     "billed_cost",
                     "list_cost",
+                    "discount",
                     "contracted_cost",
                     "effective_cost",
                     "billing_currency",
@@ -263,7 +414,7 @@ class ChargeAdmin(admin.ModelAdmin):
             "Attribution",
             {"fields": ("pi", "project", "fund_org", "cost_center", "reference_1", "reference_2")},
         ),
-        ("Review", {"fields": ("review_status", "reason_list")}),
+        ("Review", {"fields": ("review_status", "reason_list", "history")}),
         ("Delivered data", {"fields": ("tags", "extra")}),
     )
 
@@ -277,12 +428,29 @@ class ChargeAdmin(admin.ModelAdmin):
 
     @admin.display(description="reasons")
     def reason_list(self, obj):
-        if not obj.flags:
-            return "-"
-        return format_html_join(", ", "{}", ((Flag(f).label,) for f in Flag if obj.flags & f))
+        return reason_labels(obj.flags)
+
+    @admin.display(description="discount (list − billed)")
+    def discount(self, obj):
+        return "-" if obj.discount_cost is None else obj.discount_cost
+
+    @admin.display(description="review history")
+    def history(self, obj):
+        return review_history(obj)
+
+    @admin.display(description="import")
+    def import_link(self, obj):
+        file = obj.import_file
+        url = reverse("admin:billing_import_change", args=[file.import_run_id])
+        return format_html('<a href="{}">{} (import #{})</a>', url, file.name, file.import_run_id)
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields] + ["reason_list"]
+        return [f.name for f in self.model._meta.fields] + [
+            "reason_list",
+            "discount",
+            "history",
+            "import_link",
+        ]
 
     def has_add_permission(self, request):
         return False

@@ -59,6 +59,7 @@ class BillingPeriod(models.Model):
 
     class Meta:
         ordering = ["-key"]
+        permissions = [("transition_period", "Can close, reopen and finalize periods")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(key__regex=PERIOD_KEY_REGEX), name="billing_period_key_is_month"
@@ -338,6 +339,7 @@ class Charge(models.Model):
     flags = models.PositiveIntegerField(default=0)  # bitmask of Flag: every reason that applies
 
     class Meta:
+        permissions = [("review_charge", "Can approve, reject and reassign charges")]
         indexes = [
             models.Index(fields=["period", "source"], name="charge_period_source"),
             models.Index(fields=["period", "review_status"], name="charge_period_status"),
@@ -370,3 +372,98 @@ class Charge(models.Model):
     def discount_cost(self):
         """List price minus billed; None when no list price was delivered."""
         return None if self.list_cost is None else self.list_cost - self.billed_cost
+
+
+class ReviewDecision(models.Model):
+    """One reviewer's decision on a set of charges: approve, reject, return to the queue, reassign.
+
+    Written only by the review services, with the charges it covers (`charges`) and an audit event,
+    in one transaction. A charge's review history is its decisions, oldest first.
+    """
+
+    class Action(models.TextChoices):
+        APPROVE = "approve", "Approved"
+        REJECT = "reject", "Rejected"
+        RETURN = "return", "Returned to the queue"
+        REASSIGN = "reassign", "Reassigned"
+
+    period = models.ForeignKey(BillingPeriod, on_delete=models.PROTECT, related_name="decisions")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    acting_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor = models.CharField(max_length=150)
+    note = models.TextField(blank=True)  # required for a rejection
+    charge_count = models.PositiveIntegerField()
+    # Per currency, the exact BilledCost of the charges decided on: {"USD": "1234.5600"}
+    billed = models.JSONField(default=dict)
+    # For a reassignment: the new attribution, and the account-map entry it saved, if any.
+    attribution = models.JSONField(default=dict, blank=True)
+    account_mapping = models.ForeignKey(
+        AccountMapping, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    charges = models.ManyToManyField(Charge, related_name="decisions")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(action="reject", note=""), name="review_decision_reject_has_note"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_action_display()} {self.charge_count} charge(s) in {self.period_id}"
+
+
+class ImportJob(models.Model):
+    """An upload from the admin: files checked by a dry run, then imported, maybe by a worker.
+
+    The job keeps the uploaded files (under MEDIA_ROOT/uploads/<id>/) until it is imported or
+    discarded, the dry-run receipt to show before committing, and progress while a worker runs.
+    """
+
+    class Status(models.TextChoices):
+        CHECKING = "checking", "Checking (dry run)"
+        CHECKED = "checked", "Checked, waiting for confirmation"
+        QUEUED = "queued", "Queued"
+        IMPORTING = "importing", "Importing"
+        DONE = "done", "Imported"
+        FAILED = "failed", "Failed"
+        DISCARDED = "discarded", "Discarded"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    acting_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.PROTECT)
+    requested_period = models.CharField(max_length=7, blank=True)
+    append = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CHECKING)
+    # [{"name": "aws_2026-10.csv", "path": "uploads/12/aws_2026-10.csv", "size": 1234}]
+    files = models.JSONField(default=list)
+    receipt = models.JSONField(default=dict, blank=True)  # the dry run's result, as JSON
+    rows_total = models.PositiveIntegerField(default=0)  # rows to import (from the dry run)
+    rows_done = models.PositiveIntegerField(default=0)  # progress of the real import
+    error = models.TextField(blank=True)
+    import_run = models.ForeignKey(
+        Import, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        names = ", ".join(f["name"] for f in self.files) or "no files"
+        return f"Upload #{self.pk}: {names} ({self.get_status_display()})"
+
+
+class ReviewItem(Charge):
+    """The review queue: charges that were flagged, as the admin's review page shows them."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "charge to review"
+        verbose_name_plural = "review queue"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from django.contrib.auth import get_user_model
@@ -14,17 +15,30 @@ class BillingCommand(BaseCommand):
     """A command that reads the billing configuration and records who acted."""
 
     def add_arguments(self, parser):
+        self.add_common_arguments(parser)
+
+    @staticmethod
+    def add_common_arguments(parser, default=None):
         parser.add_argument(
             "-c",
             "--config",
             metavar="PATH",
+            default=default,
             help="Billing configuration (YAML). Default: $OPENCHARGEBACK_CONFIG, else defaults.",
         )
         parser.add_argument(
             "--user",
             metavar="USERNAME",
+            default=default,
             help="Record this user as the one acting (default: the operating-system account).",
         )
+
+    def add_subcommand(self, subparsers, name: str, **kwargs):
+        """A subcommand that also takes -c and --user after its name."""
+        parser = subparsers.add_parser(name, **kwargs)
+        # SUPPRESS: given only before the subcommand, the top-level value stands.
+        self.add_common_arguments(parser, default=argparse.SUPPRESS)
+        return parser
 
     def load_config(self, options) -> BillingConfig:
         try:

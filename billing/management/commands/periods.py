@@ -1,4 +1,4 @@
-"""openchargeback periods list | show YYYY-MM [--json] | open YYYY-MM | close YYYY-MM"""
+"""openchargeback periods list | show | open | close | reopen | finalize YYYY-MM [--reason TEXT]"""
 
 from __future__ import annotations
 
@@ -7,25 +7,30 @@ from django.core.management.base import CommandError
 from billing.management.base import BillingCommand
 from billing.models import BillingPeriod
 from billing.selectors import period_list, period_summary
-from billing.services import PeriodError, period_close, period_open
+from billing.services import PeriodError, period_close, period_finalize, period_open
 
 
 class Command(BillingCommand):
-    help = "List billing periods, show one, or open and close them."
+    help = "List billing periods, show one, or move one through open → closed → finalized."
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-        listing = sub.add_parser("list", help="All periods with status and counts.")
+        listing = self.add_subcommand(sub, "list", help="All periods with status and counts.")
         listing.add_argument("--json", action="store_true")
-        show = sub.add_parser("show", help="One period's status, counts and exact totals.")
+        show = self.add_subcommand(sub, "show", help="One period: status, counts, totals.")
         show.add_argument("period", metavar="YYYY-MM")
         show.add_argument("--json", action="store_true")
         for name, text in (
             ("open", "Create a period, or reopen a closed one (needs --reason)."),
             ("close", "Close an open period: it takes no more imports."),
+            ("reopen", "Reopen a closed period (needs --reason; kept in the history)."),
+            (
+                "finalize",
+                "Finalize a closed period for good (nothing flagged; statements and journal made).",
+            ),
         ):
-            p = sub.add_parser(name, help=text)
+            p = self.add_subcommand(sub, name, help=text)
             p.add_argument("period", metavar="YYYY-MM")
             p.add_argument("--reason", default="", help="Why (required to reopen).")
 
@@ -36,7 +41,14 @@ class Command(BillingCommand):
         if action == "show":
             return self.handle_show(options)
         acting_user = self.acting_user(options)
-        service = {"open": period_open, "close": period_close}[action]
+        service = {
+            "open": period_open,
+            "reopen": period_open,
+            "close": period_close,
+            "finalize": period_finalize,
+        }[action]
+        if action == "reopen" and not BillingPeriod.objects.filter(key=options["period"]).exists():
+            raise CommandError(f"period {options['period']} does not exist")
         try:
             period = service(
                 key=options["period"], acting_user=acting_user, reason=options["reason"]

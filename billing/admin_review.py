@@ -1,0 +1,463 @@
+"""The review queue in the admin: flagged charges, their totals, and the reviewer's decisions.
+
+Every action works on the selected rows or, with "select all", on everything matching the
+current filters, shows a confirmation page with the count and amount first, and calls a review
+service (billing/services/review.py), which records the decision and the audit event.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Count, F, Q, QuerySet
+from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
+
+from .config import ConfigError, load_config
+from .models import Charge, Flag, ReviewItem
+from .money import ZERO, AsNumber, ExactSum, money_text
+from .services import (
+    PeriodError,
+    ReviewError,
+    charge_approve,
+    charge_reassign,
+    charge_reject,
+    charge_return,
+)
+
+Status = Charge.ReviewStatus
+
+
+# ---- filters ------------------------------------------------------------------------------
+
+
+class ReasonFilter(admin.SimpleListFilter):
+    title = "reason"
+    parameter_name = "reason"
+
+    def lookups(self, request, model_admin):
+        return [(flag.code, flag.label) for flag in Flag]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        try:
+            flag = Flag.from_code(self.value())
+        except ValueError:
+            return queryset.none()
+        return queryset.alias(flag_hit=F("flags").bitand(int(flag))).filter(flag_hit__gt=0)
+
+
+class QueueStatusFilter(admin.SimpleListFilter):
+    """The queue shows what awaits a decision unless asked for the decided ones."""
+
+    title = "review status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("approved", "Approved"),
+            ("rejected", "Rejected"),
+            ("all", "All reviewed or waiting"),
+        ]
+
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Flagged (waiting)",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "all":
+            return queryset
+        if value in (Status.APPROVED, Status.REJECTED):
+            return queryset.filter(review_status=value)
+        return queryset.filter(review_status=Status.FLAGGED)
+
+
+class InputFilter(admin.SimpleListFilter):
+    """A text box instead of a list of every value (there may be thousands of PIs)."""
+
+    template = "admin/billing/input_filter.html"
+    lookup = ""
+
+    def lookups(self, request, model_admin):
+        return [("", "")]  # a filter with no lookups is hidden
+
+    def queryset(self, request, queryset):
+        value = (self.value() or "").strip()
+        return queryset.filter(**{self.lookup: value}) if value else queryset
+
+    def choices(self, changelist):
+        # The template needs the other filters' parameters to keep them when this one submits.
+        yield {
+            "value": self.value() or "",
+            "parameter_name": self.parameter_name,
+            "others": [
+                (key, value)
+                for key, values in changelist.params.items()
+                if key != self.parameter_name
+                for value in (values if isinstance(values, list) else [values])
+            ],
+            "clear": changelist.get_query_string(remove=[self.parameter_name]),
+        }
+
+
+class PIFilter(InputFilter):
+    title = "PI email"
+    parameter_name = "pi_email"
+    lookup = "pi__email__iexact"
+
+
+class ProjectFilter(InputFilter):
+    title = "project id"
+    parameter_name = "project_id"
+    lookup = "project__code"
+
+
+class ServiceFilter(InputFilter):
+    title = "service"
+    parameter_name = "service"
+    lookup = "service_name"
+
+
+# ---- totals -------------------------------------------------------------------------------
+
+
+def queue_totals(queryset: QuerySet) -> list[dict]:
+    """Count and billed amount per reason (a charge counts under each of its reasons)."""
+    base = queryset.order_by().alias(**{f"r_{f.code}": F("flags").bitand(int(f)) for f in Flag})
+    aggregates = {}
+    for flag in Flag:
+        hit = Q(**{f"r_{flag.code}__gt": 0})
+        aggregates[f"n_{flag.code}"] = Count("id", filter=hit)
+    per_currency = (
+        base.values("billing_currency")
+        .annotate(
+            **aggregates,
+            **{
+                f"b_{flag.code}": ExactSum("billed_cost", filter=Q(**{f"r_{flag.code}__gt": 0}))
+                for flag in Flag
+            },
+            n_all=Count("id"),
+            b_all=ExactSum("billed_cost"),
+        )
+        .order_by("billing_currency")
+    )
+    rows = []
+    for row in per_currency:
+        currency = row["billing_currency"]
+        for flag in Flag:
+            if row[f"n_{flag.code}"]:
+                rows.append(
+                    {
+                        "reason": flag.label,
+                        "code": flag.code,
+                        "currency": currency,
+                        "count": row[f"n_{flag.code}"],
+                        "billed": row[f"b_{flag.code}"] or ZERO,
+                    }
+                )
+        rows.append(
+            {
+                "reason": "All shown",
+                "code": "",
+                "currency": currency,
+                "count": row["n_all"],
+                "billed": row["b_all"] or ZERO,
+                "total": True,
+            }
+        )
+    return rows
+
+
+def _summary(queryset: QuerySet) -> dict:
+    rows = (
+        queryset.order_by()
+        .values("billing_currency")
+        .annotate(n=Count("id"), billed=ExactSum("billed_cost"))
+        .order_by("billing_currency")
+    )
+    rows = list(rows)
+    return {
+        "count": sum(r["n"] for r in rows),
+        "amounts": [(r["billing_currency"], r["billed"] or ZERO) for r in rows],
+    }
+
+
+# ---- forms --------------------------------------------------------------------------------
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), required=False)
+
+
+class RejectForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why these charges will never be billed. Required; kept in the history.",
+    )
+
+
+class ReassignForm(forms.Form):
+    pi_email = forms.EmailField(label="PI email", required=False)
+    project_id = forms.CharField(label="Project id", required=False, max_length=200)
+    fund_org = forms.CharField(label="Fund/org", required=False, max_length=100)
+    save_mapping = forms.BooleanField(
+        label="Also save as an account-map entry",
+        required=False,
+        help_text="So the next delivery for this account is attributed automatically. "
+        "The selection must be one source and one account.",
+    )
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "cols": 60}), required=False)
+
+    def clean(self):
+        data = super().clean()
+        if not (data.get("pi_email") or data.get("project_id") or data.get("fund_org")):
+            raise forms.ValidationError("Give at least one of PI email, project id and fund/org.")
+        return data
+
+
+# ---- the admin ----------------------------------------------------------------------------
+
+
+@admin.register(ReviewItem)
+class ReviewQueueAdmin(admin.ModelAdmin):
+    """Flagged charges and the decisions on them. Rows are read-only; actions decide."""
+
+    list_display = (
+        "id",
+        "period",
+        "source",
+        "service_name",
+        "resource_id",
+        "billed",
+        "billing_currency",
+        "pi",
+        "project",
+        "fund_org",
+        "review_status",
+        "reason_list",
+    )
+    list_display_links = ("id",)
+    list_filter = (
+        QueueStatusFilter,
+        ReasonFilter,
+        "period",
+        "source",
+        PIFilter,
+        ProjectFilter,
+        ServiceFilter,
+    )
+    list_select_related = ("period", "source", "pi", "project")
+    search_fields = ("=resource_id", "resource_name", "=fund_org", "=sub_account_id")
+    show_full_result_count = False
+    list_per_page = 100
+    ordering = ("-id",)
+    actions = ["approve", "reject", "return_to_queue", "reassign"]
+    change_list_template = "admin/billing/reviewitem/change_list.html"
+
+    @admin.display(description="billed", ordering=AsNumber("billed_cost"))
+    def billed(self, obj):
+        return obj.billed_cost
+
+    @admin.display(description="reasons")
+    def reason_list(self, obj):
+        return reason_labels(obj.flags)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_review_permission(self, request):
+        return request.user.has_perm("billing.review_charge")
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context and "cl" in context:
+            context["queue_totals"] = queue_totals(context["cl"].queryset)
+        return response
+
+    # -- actions --
+
+    def _confirm(self, request, queryset, *, action, title, form, verb, warning=""):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "action": action,
+            "verb": verb,
+            "warning": warning,
+            "form": form,
+            "summary": _summary(queryset),
+            "queryset_ids": []
+            if _select_across(request)
+            else list(queryset.values_list("pk", flat=True)),
+            "select_across": _select_across(request),
+            "opts": self.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/billing/review/confirm.html", context)
+
+    def _report(self, request, result):
+        amounts = ", ".join(f"{c} {money_text(a)}" for c, a in result.billed.items()) or "0"
+        self.message_user(
+            request,
+            f"{result.action.title()}: {result.count} charge(s), {amounts}.",
+            messages.SUCCESS,
+        )
+        if result.skipped:
+            self.message_user(
+                request,
+                f"{result.skipped} selected charge(s) left as they were: {result.skipped_why}.",
+                messages.WARNING,
+            )
+
+    def _run(self, request, service, **kwargs):
+        try:
+            result = service(acting_user=request.user, **kwargs)
+        except (ReviewError, PeriodError) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
+        self._report(request, result)
+        return None
+
+    @admin.action(description="Approve selected charges (bill them)", permissions=["review"])
+    def approve(self, request, queryset):
+        form = NoteForm(request.POST if "post" in request.POST else None)
+        if "post" in request.POST and form.is_valid():
+            return self._run(
+                request, charge_approve, charges=queryset, note=form.cleaned_data["note"]
+            )
+        return self._confirm(
+            request,
+            queryset,
+            action="approve",
+            title="Approve charges",
+            form=form,
+            verb="Approve",
+            warning="Approved charges are billed: they go on statements and the journal. "
+            "Charges without a PI, project or fund/org are left flagged.",
+        )
+
+    @admin.action(description="Reject selected charges (never bill them)", permissions=["review"])
+    def reject(self, request, queryset):
+        form = RejectForm(request.POST if "post" in request.POST else None)
+        if "post" in request.POST and form.is_valid():
+            return self._run(
+                request, charge_reject, charges=queryset, note=form.cleaned_data["note"]
+            )
+        return self._confirm(
+            request,
+            queryset,
+            action="reject",
+            title="Reject charges",
+            form=form,
+            verb="Reject",
+            warning="Rejected charges are kept but never billed. While the period is open, "
+            "an admin can return them to the queue.",
+        )
+
+    @admin.action(description="Return rejected charges to the queue", permissions=["review"])
+    def return_to_queue(self, request, queryset):
+        form = NoteForm(request.POST if "post" in request.POST else None)
+        if "post" in request.POST and form.is_valid():
+            return self._run(
+                request, charge_return, charges=queryset, note=form.cleaned_data["note"]
+            )
+        return self._confirm(
+            request,
+            queryset,
+            action="return_to_queue",
+            title="Return charges to the queue",
+            form=form,
+            verb="Return to the queue",
+        )
+
+    @admin.action(description="Reassign PI, project or fund/org", permissions=["review"])
+    def reassign(self, request, queryset):
+        form = ReassignForm(request.POST if "post" in request.POST else None)
+        if "post" in request.POST and form.is_valid():
+            try:
+                config = load_config()
+            except ConfigError as exc:
+                self.message_user(request, f"configuration: {exc}", messages.ERROR)
+                return None
+            data = form.cleaned_data
+            return self._run(
+                request,
+                charge_reassign,
+                charges=queryset,
+                config=config,
+                pi_email=data["pi_email"],
+                project_id=data["project_id"],
+                fund_org=data["fund_org"],
+                save_mapping=data["save_mapping"],
+                note=data["note"],
+            )
+        return self._confirm(
+            request,
+            queryset,
+            action="reassign",
+            title="Reassign charges",
+            form=form,
+            verb="Reassign",
+            warning="Blank fields stay as they are. Flags are recomputed from the new "
+            "attribution: resolved charges become clean (billable).",
+        )
+
+
+def _select_across(request) -> bool:
+    return request.POST.get("select_across") == "1"
+
+
+def reason_labels(flags: int) -> str:
+    if not flags:
+        return "-"
+    return format_html_join(", ", "{}", ((Flag(f).label,) for f in Flag if flags & f))
+
+
+def review_history(charge: Charge) -> str:
+    """The charge's decisions, oldest first, as an HTML table for the detail page."""
+    decisions = charge.decisions.order_by("created_at", "id")
+    if not decisions:
+        return "No decisions yet."
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                d.created_at.strftime("%Y-%m-%d %H:%M"),
+                d.get_action_display(),
+                d.actor,
+                ", ".join(f"{k}: {v}" for k, v in d.attribution.items()) or "",
+                d.note,
+            )
+            for d in decisions
+        ),
+    )
+    return format_html(
+        "<table><thead><tr><th>When</th><th>Decision</th><th>By</th><th>Attribution</th>"
+        "<th>Note</th></tr></thead><tbody>{}</tbody></table>",
+        rows,
+    )

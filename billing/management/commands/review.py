@@ -1,0 +1,135 @@
+"""openchargeback review list | approve | reject | return: the review queue, for cron."""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandError
+
+from billing.management.base import BillingCommand
+from billing.models import BillingPeriod, Charge, Flag
+from billing.selectors import review_queryset, review_rows
+from billing.services import (
+    PeriodError,
+    ReviewError,
+    charge_approve,
+    charge_reject,
+    charge_return,
+)
+
+
+class Command(BillingCommand):
+    help = "List flagged charges, or approve, reject or return them to the queue."
+
+    def add_arguments(self, parser):
+        super().add_arguments(parser)
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        listing = self.add_subcommand(sub, "list", help="Charges waiting for a decision.")
+        listing.add_argument("-p", "--period", metavar="YYYY-MM")
+        listing.add_argument("--reason", metavar="R", help=f"One of: {', '.join(_codes())}.")
+        listing.add_argument(
+            "--status",
+            default="flagged",
+            choices=["flagged", "approved", "rejected", "all"],
+            help="Default: flagged (waiting).",
+        )
+        listing.add_argument("--json", action="store_true")
+
+        approve = self.add_subcommand(
+            sub, "approve", help="Approve flagged charges: by --id, or all of -p [--reason]."
+        )
+        self._selection(approve)
+        approve.add_argument("--note", default="")
+
+        reject = self.add_subcommand(sub, "reject", help="Reject charges (never billed).")
+        self._selection(reject)
+        reject.add_argument("--note", required=True, help="Why (required).")
+
+        back = self.add_subcommand(
+            sub, "return", help="Return rejected charges to the queue (open periods only)."
+        )
+        self._selection(back)
+        back.add_argument("--note", default="")
+
+    @staticmethod
+    def _selection(parser):
+        parser.add_argument("--id", dest="ids", type=int, nargs="+", metavar="N", default=[])
+        parser.add_argument("-p", "--period", metavar="YYYY-MM")
+        parser.add_argument("--reason", metavar="R")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args, **options):
+        if options["action"] == "list":
+            return self.handle_list(options)
+        charges = self.selection(options)
+        service = {"approve": charge_approve, "reject": charge_reject, "return": charge_return}[
+            options["action"]
+        ]
+        try:
+            result = service(
+                charges=charges, acting_user=self.acting_user(options), note=options["note"]
+            )
+        except (ReviewError, PeriodError) as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            return self.print_json(result.as_dict())
+        amounts = ", ".join(f"{c} {a}" for c, a in result.billed.items()) or "nothing"
+        verb = {"approve": "Approved", "reject": "Rejected", "return": "Returned"}[
+            options["action"]
+        ]
+        self.stdout.write(self.style.SUCCESS(f"{verb} {result.count:,} charge(s): {amounts}."))
+        if result.skipped:
+            self.stdout.write(
+                self.style.WARNING(f"Left as they were: {result.skipped:,} ({result.skipped_why}).")
+            )
+
+    def selection(self, options):
+        ids, period, reason = options["ids"], options["period"], options["reason"]
+        if bool(ids) == bool(period):
+            raise CommandError("choose charges with --id N … or with -p YYYY-MM [--reason R]")
+        if reason and not period:
+            raise CommandError("--reason goes with -p YYYY-MM")
+        if ids:
+            charges = Charge.objects.filter(pk__in=ids)
+            missing = sorted(set(ids) - set(charges.values_list("pk", flat=True)))
+            if missing:
+                raise CommandError(f"no charge with id {', '.join(map(str, missing))}")
+            return charges
+        self.period(period)
+        try:
+            return review_queryset(period_key=period, reason=reason, status="all")
+        except ValueError as exc:
+            raise CommandError(f"--reason: {exc}") from None
+
+    @staticmethod
+    def period(key):
+        if not BillingPeriod.objects.filter(key=key).exists():
+            raise CommandError(f"period {key} does not exist")
+
+    def handle_list(self, options):
+        if options["period"]:
+            self.period(options["period"])
+        try:
+            charges = review_queryset(
+                period_key=options["period"], reason=options["reason"], status=options["status"]
+            )
+        except ValueError as exc:
+            raise CommandError(f"--reason: {exc}") from None
+        rows = review_rows(charges.iterator(chunk_size=2000))
+        if options["json"]:
+            return self.print_json(rows)
+        if not rows:
+            self.stdout.write("Nothing to review.")
+            return
+        self.stdout.write(
+            f"{'id':>9} {'period':<8} {'billed':>14} {'cur':<4} {'pi':<30} {'project':<20} reasons"
+        )
+        for r in rows:
+            self.stdout.write(
+                f"{r['id']:>9} {r['period']:<8} {r['billed']:>14} {r['currency']:<4} "
+                f"{(r['pi_email'] or '-'):<30.30} {(r['project_id'] or '-'):<20.20} "
+                f"{','.join(r['reasons'])}"
+            )
+        self.stdout.write(f"{len(rows):,} charge(s).")
+
+
+def _codes():
+    return [flag.code for flag in Flag]

@@ -1,0 +1,163 @@
+"""The period lifecycle: open → closed → finalized; closed → open again with a reason.
+
+Invariants:
+- Every transition is one transaction with its audit event; every reopening is its own event,
+  so the history is kept, never overwritten.
+- A closed period takes no imports; a finalized one takes no write at all (`period_writable`
+  is the one check every write service makes, under a row lock).
+- Finalizing is permanent and needs nothing flagged, and the period's statements and GL journal.
+- Statuses are changed here only, never by queryset.update() elsewhere.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.services import audit_record
+
+from ..ingest.pipeline import PERIOD_RE
+from ..models import BillingPeriod, Charge
+
+
+class PeriodError(Exception):
+    """A period transition that isn't allowed; the message says why."""
+
+
+def _valid_key(key: str) -> str:
+    if not PERIOD_RE.match(key or ""):
+        raise PeriodError(f"period must be YYYY-MM, got {key!r}")
+    return key
+
+
+def period_get_or_create(*, key: str) -> BillingPeriod:
+    period, _ = BillingPeriod.objects.get_or_create(key=_valid_key(key))
+    return period
+
+
+def period_writable(period: BillingPeriod | int, *, what: str = "change") -> BillingPeriod:
+    """Lock the period row and refuse if it is finalized. Call inside the write's transaction."""
+    pk = period.pk if isinstance(period, BillingPeriod) else period
+    locked = BillingPeriod.objects.select_for_update().get(pk=pk)
+    if locked.is_locked():
+        raise PeriodError(f"period {locked.key} is finalized; nothing in it can {what}")
+    return locked
+
+
+def _finalize_blockers(period: BillingPeriod) -> list[str]:
+    """Why the period can't be finalized yet (empty when it can)."""
+    blockers = []
+    flagged = Charge.objects.filter(period=period, review_status=Charge.ReviewStatus.FLAGGED)
+    count = flagged.count()
+    if count:
+        blockers.append(f"{count} charge(s) are still flagged; approve, reject or reassign them")
+    for check, missing in _FINALIZE_CHECKS:
+        if not check(period):
+            blockers.append(missing)
+    return blockers
+
+
+def _statements_exist(period: BillingPeriod) -> bool:
+    from statements.selectors import period_has_statements  # statements builds on billing
+
+    return period_has_statements(period)
+
+
+def _journal_exists(period: BillingPeriod) -> bool:
+    from journals.selectors import period_has_journal  # journals build on billing
+
+    return period_has_journal(period)
+
+
+_FINALIZE_CHECKS = [
+    (_statements_exist, "final statements have not been generated for every PI and project"),
+    (_journal_exists, "no general-ledger journal has been exported"),
+]
+
+
+@transaction.atomic
+def period_close(*, key: str, acting_user=None, actor: str = "", reason: str = "") -> BillingPeriod:
+    """open → closed: the period takes no more imports."""
+    period = BillingPeriod.objects.select_for_update().filter(key=_valid_key(key)).first()
+    if period is None:
+        raise PeriodError(f"period {key} does not exist")
+    if period.status != BillingPeriod.Status.OPEN:
+        raise PeriodError(f"period {key} is {period.status}; only an open period can be closed")
+    period.status = BillingPeriod.Status.CLOSED
+    period.closed_at = timezone.now()
+    period.save(update_fields=["status", "closed_at"])
+    audit_record(
+        action="period.close",
+        acting_user=acting_user,
+        actor=actor,
+        obj=period,
+        before={"status": "open"},
+        after={"status": "closed"},
+        reason=reason,
+    )
+    return period
+
+
+@transaction.atomic
+def period_finalize(
+    *, key: str, acting_user=None, actor: str = "", reason: str = ""
+) -> BillingPeriod:
+    """closed → finalized, for good: nothing flagged, statements and journal made."""
+    period = BillingPeriod.objects.select_for_update().filter(key=_valid_key(key)).first()
+    if period is None:
+        raise PeriodError(f"period {key} does not exist")
+    if period.status != BillingPeriod.Status.CLOSED:
+        raise PeriodError(f"period {key} is {period.status}; only a closed period can be finalized")
+    blockers = _finalize_blockers(period)
+    if blockers:
+        raise PeriodError(f"period {key} can't be finalized: " + "; ".join(blockers))
+    period.status = BillingPeriod.Status.FINALIZED
+    period.finalized_at = timezone.now()
+    period.save(update_fields=["status", "finalized_at"])
+    audit_record(
+        action="period.finalize",
+        acting_user=acting_user,
+        actor=actor,
+        obj=period,
+        before={"status": "closed"},
+        after={"status": "finalized"},
+        reason=reason,
+    )
+    return period
+
+
+@transaction.atomic
+def period_open(*, key: str, acting_user=None, actor: str = "", reason: str = "") -> BillingPeriod:
+    """Create a period as open, or reopen a closed one (a reason is required to reopen)."""
+    key = _valid_key(key)
+    period, created = BillingPeriod.objects.get_or_create(key=key)
+    period = BillingPeriod.objects.select_for_update().get(pk=period.pk)
+    if created:
+        audit_record(
+            action="period.open",
+            acting_user=acting_user,
+            actor=actor,
+            obj=period,
+            after={"status": "open"},
+            reason=reason,
+        )
+        return period
+    if period.is_locked():
+        raise PeriodError(f"period {key} is finalized; it can never be reopened")
+    if period.is_open():
+        raise PeriodError(f"period {key} is already open")
+    if not reason.strip():
+        raise PeriodError(f"reopening {key} needs a reason (--reason TEXT)")
+    period.status = BillingPeriod.Status.OPEN
+    period.closed_at = None
+    period.save(update_fields=["status", "closed_at"])
+    audit_record(
+        action="period.reopen",
+        acting_user=acting_user,
+        actor=actor,
+        obj=period,
+        before={"status": "closed"},
+        after={"status": "open"},
+        reason=reason,
+    )
+    return period

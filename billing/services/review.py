@@ -1,0 +1,368 @@
+"""The review queue's decisions: approve, reject, return to the queue, reassign attribution.
+
+Invariants:
+- Each decision is one transaction: the charges' new state, a ReviewDecision linked to every
+  charge it covers (their review history), and an audit event with the count and amounts.
+- A decision covers one period; a selection spanning periods makes one decision per period.
+- A finalized period refuses every decision; a rejected charge returns to the queue only while
+  its period is open.
+- Approval bills a charge as it is attributed, so it needs a PI, a project and a fund/org:
+  charges without them are left flagged and counted as skipped (reassign them first).
+- Rejection is a disposition with a note, never a delete.
+- Work is set-based (INSERT … SELECT, UPDATE … WHERE), never per charge in Python, so 100,000
+  charges take seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
+
+from accounts.services import actor_name, audit_record
+
+from ..config import BillingConfig
+from ..models import PI, AccountMapping, Charge, Flag, Project, ReviewDecision
+from ..money import ZERO, ExactSum, money_text
+from .periods import PeriodError, period_writable
+
+Status = Charge.ReviewStatus
+
+# Flags that come from attribution, recomputed when a reviewer reassigns it.
+ATTRIBUTION_FLAGS = Flag.NO_PI | Flag.NO_PROJECT | Flag.NO_FUND_ORG | Flag.FUND_ORG_PATTERN
+ATTRIBUTED = Q(pi__isnull=False, project__isnull=False) & ~Q(fund_org="")
+
+
+class ReviewError(Exception):
+    """A review decision that can't be made; the message says why."""
+
+
+@dataclass
+class ReviewResult:
+    action: str
+    decisions: list[ReviewDecision] = field(default_factory=list)
+    count: int = 0  # charges decided on
+    billed: dict[str, str] = field(default_factory=dict)  # per currency, exact
+    skipped: int = 0  # charges in the selection the action did not apply to
+    skipped_why: str = ""
+    account_mapping: AccountMapping | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "action": self.action,
+            "count": self.count,
+            "billed": self.billed,
+            "skipped": self.skipped,
+            "skipped_why": self.skipped_why,
+            "decisions": [d.pk for d in self.decisions],
+        }
+
+
+def _billed_by_currency(charges: QuerySet) -> dict[str, str]:
+    rows = charges.order_by().values("billing_currency").annotate(total=ExactSum("billed_cost"))
+    return {r["billing_currency"]: money_text(r["total"] or ZERO) for r in rows}
+
+
+def _link(decision: ReviewDecision, charges: QuerySet) -> int:
+    """Record the decision on each charge in one INSERT … SELECT; returns how many."""
+    through = ReviewDecision.charges.through
+    sql, params = charges.order_by().values_list("pk").query.sql_with_params()
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {qn(through._meta.db_table)} "
+            f"({qn('reviewdecision_id')}, {qn('charge_id')}) "
+            f"SELECT %s, picked.{qn('id')} FROM ({sql}) picked",
+            [decision.pk, *params],
+        )
+        return cursor.rowcount
+
+
+def _decided(decision: ReviewDecision) -> QuerySet:
+    return Charge.objects.filter(decisions=decision)
+
+
+def _decide(
+    *,
+    action: str,
+    charges: QuerySet,
+    eligible: Q,
+    new_status: str | None,
+    acting_user,
+    actor: str,
+    note: str,
+    require_open: bool = False,
+    attribution: dict | None = None,
+) -> ReviewResult:
+    """The common shape: per period, lock, link eligible charges, change them, audit."""
+    result = ReviewResult(action=action)
+    billed: dict[str, object] = {}
+    period_ids = charges.order_by().values_list("period_id", flat=True).distinct()
+    for period_id in sorted(set(period_ids)):
+        period = period_writable(period_id, what="be reviewed")
+        if require_open and not period.is_open():
+            raise PeriodError(
+                f"period {period.key} is {period.status}; reopen it to return charges to the queue"
+            )
+        in_period = charges.filter(period_id=period_id)
+        picked = in_period.filter(eligible)
+        decision = ReviewDecision.objects.create(
+            period=period,
+            action=action,
+            acting_user=acting_user if getattr(acting_user, "pk", None) else None,
+            actor=actor or actor_name(acting_user),
+            note=note,
+            charge_count=0,
+            attribution=attribution or {},
+        )
+        count = _link(decision, picked)
+        result.skipped += in_period.count() - count
+        if not count:
+            decision.delete()
+            continue
+        decided = _decided(decision)
+        decision.charge_count = count
+        decision.billed = _billed_by_currency(decided)
+        decision.save(update_fields=["charge_count", "billed"])
+        if new_status:
+            decided.update(review_status=new_status)
+        audit_record(
+            action=f"charge.{action}",
+            acting_user=acting_user,
+            actor=decision.actor,
+            obj=decision,
+            after={"review_status": new_status} if new_status else attribution,
+            details={
+                "period": period.key,
+                "charges": count,
+                "billed": decision.billed,
+                "decision": decision.pk,
+            },
+            reason=note,
+        )
+        result.decisions.append(decision)
+        result.count += count
+        for currency, amount in decision.billed.items():
+            billed[currency] = billed.get(currency, ZERO) + Decimal(amount)
+    result.billed = {c: money_text(v) for c, v in sorted(billed.items())}
+    return result
+
+
+@transaction.atomic
+def charge_approve(
+    *, charges: QuerySet, acting_user=None, actor: str = "", note: str = ""
+) -> ReviewResult:
+    """Flagged → approved (billable), for the attributed charges of the selection."""
+    result = _decide(
+        action=ReviewDecision.Action.APPROVE,
+        charges=charges,
+        eligible=Q(review_status=Status.FLAGGED) & ATTRIBUTED,
+        new_status=Status.APPROVED,
+        acting_user=acting_user,
+        actor=actor,
+        note=note,
+    )
+    if result.skipped:
+        result.skipped_why = "not flagged, or no PI, project or fund/org (reassign first)"
+    return result
+
+
+@transaction.atomic
+def charge_reject(
+    *, charges: QuerySet, note: str, acting_user=None, actor: str = ""
+) -> ReviewResult:
+    """Flagged or approved → rejected: never billed. The note is required."""
+    if not (note or "").strip():
+        raise ReviewError("a rejection needs a note saying why")
+    result = _decide(
+        action=ReviewDecision.Action.REJECT,
+        charges=charges,
+        eligible=Q(review_status__in=[Status.FLAGGED, Status.APPROVED]),
+        new_status=Status.REJECTED,
+        acting_user=acting_user,
+        actor=actor,
+        note=note.strip(),
+    )
+    if result.skipped:
+        result.skipped_why = "clean or already rejected"
+    return result
+
+
+@transaction.atomic
+def charge_return(
+    *, charges: QuerySet, acting_user=None, actor: str = "", note: str = ""
+) -> ReviewResult:
+    """Rejected → flagged again (the queue), while the period is open.
+
+    A rejected charge with no reason left (its attribution was fixed before it was rejected) goes
+    back to clean: the queue holds only charges with a reason.
+    """
+    result = _decide(
+        action=ReviewDecision.Action.RETURN,
+        charges=charges,
+        eligible=Q(review_status=Status.REJECTED),
+        new_status=None,
+        acting_user=acting_user,
+        actor=actor,
+        note=note,
+        require_open=True,
+    )
+    for decision in result.decisions:
+        decided = _decided(decision)
+        decided.filter(flags=0).update(review_status=Status.CLEAN)
+        decided.exclude(flags=0).update(review_status=Status.FLAGGED)
+    if result.skipped:
+        result.skipped_why = "not rejected"
+    return result
+
+
+def _attribution_flags(config: BillingConfig, *, pi, project, fund_org: str) -> int:
+    flags = 0
+    if pi is None:
+        flags |= Flag.NO_PI
+    if project is None:
+        flags |= Flag.NO_PROJECT
+    if not fund_org:
+        flags |= Flag.NO_FUND_ORG
+    elif config.fund_org_patterns and not any(
+        p.fullmatch(fund_org) for p in config.fund_org_patterns
+    ):
+        flags |= Flag.FUND_ORG_PATTERN
+    return int(flags)
+
+
+@transaction.atomic
+def charge_reassign(
+    *,
+    charges: QuerySet,
+    config: BillingConfig,
+    pi_email: str = "",
+    project_id: str = "",
+    fund_org: str = "",
+    save_mapping: bool = False,
+    acting_user=None,
+    actor: str = "",
+    note: str = "",
+) -> ReviewResult:
+    """Set PI, project and/or fund/org on the selection and recompute their flags.
+
+    Blank fields are left as they are. A flagged charge whose reasons are all resolved becomes
+    clean; a clean or approved charge whose new attribution fails becomes flagged. With
+    `save_mapping`, the attribution is also saved as an account-map entry for the selection's one
+    sub-account, so the next delivery is attributed automatically.
+    """
+    pi_email = (pi_email or "").strip().lower()
+    project_id = (project_id or "").strip()
+    fund_org = (fund_org or "").strip()
+    if not (pi_email or project_id or fund_org):
+        raise ReviewError("give at least one of PI email, project id and fund/org")
+    if (
+        config.fund_org_patterns
+        and fund_org
+        and not any(p.fullmatch(fund_org) for p in config.fund_org_patterns)
+    ):
+        raise ReviewError(f"fund/org {fund_org!r} does not match the configured patterns")
+    mapping_target = _mapping_target(charges) if save_mapping else None
+
+    values = {}
+    attribution = {}
+    if pi_email:
+        values["pi"], _ = PI.objects.get_or_create(email=pi_email)
+        attribution["pi_email"] = pi_email
+    if project_id:
+        values["project"], _ = Project.objects.get_or_create(code=project_id)
+        attribution["project_id"] = project_id
+    if fund_org:
+        values["fund_org"] = fund_org
+        attribution["fund_org"] = fund_org
+
+    result = _decide(
+        action=ReviewDecision.Action.REASSIGN,
+        charges=charges,
+        eligible=Q(),
+        new_status=None,
+        acting_user=acting_user,
+        actor=actor,
+        note=note,
+        attribution=attribution,
+    )
+    for decision in result.decisions:
+        decided = _decided(decision)
+        decided.update(**values)
+        _recompute_flags(decided, config)
+
+    if mapping_target is not None and result.count:
+        result.account_mapping = _save_mapping(
+            mapping_target, attribution, acting_user=acting_user, actor=actor
+        )
+        for decision in result.decisions:
+            decision.account_mapping = result.account_mapping
+            decision.save(update_fields=["account_mapping"])
+    return result
+
+
+def _recompute_flags(decided: QuerySet, config: BillingConfig) -> None:
+    """New attribution flags and status, one UPDATE per distinct combination (a handful)."""
+    combos = decided.order_by().values_list("pi_id", "project_id", "fund_org", "flags").distinct()
+    for pi_id, project_id, fund_org, flags in combos:
+        attribution_flags = _attribution_flags(
+            config, pi=pi_id, project=project_id, fund_org=fund_org
+        )
+        new_flags = (flags & ~int(ATTRIBUTION_FLAGS)) | attribution_flags
+        group = decided.filter(pi_id=pi_id, project_id=project_id, fund_org=fund_org, flags=flags)
+        # Status follows the reasons: resolved flagged → clean; newly failing billable → flagged.
+        if new_flags == 0:
+            group.filter(review_status=Status.FLAGGED).update(flags=0, review_status=Status.CLEAN)
+            group.exclude(review_status=Status.FLAGGED).update(flags=0)
+        elif attribution_flags:
+            group.filter(review_status__in=[Status.CLEAN, Status.APPROVED]).update(
+                flags=new_flags, review_status=Status.FLAGGED
+            )
+            group.filter(review_status__in=[Status.FLAGGED, Status.REJECTED]).update(
+                flags=new_flags
+            )
+        else:
+            group.update(flags=new_flags)
+
+
+def _mapping_target(charges: QuerySet) -> tuple[int, str]:
+    """The (source, account id) the selection shares, or a ReviewError saying why not."""
+    accounts = list(
+        charges.order_by()
+        .values_list("source_id", "sub_account_id", "billing_account_id")
+        .distinct()[:2]
+    )
+    if len(accounts) != 1:
+        raise ReviewError(
+            "to save an account-map entry, select charges of one source and one account"
+        )
+    source_id, sub_account, billing_account = accounts[0]
+    account_id = sub_account or billing_account
+    if not account_id:
+        raise ReviewError("these charges have no sub-account or billing account id to map")
+    return source_id, account_id
+
+
+def _save_mapping(target, attribution: dict, *, acting_user, actor: str) -> AccountMapping:
+    source_id, account_id = target
+    mapping = AccountMapping.objects.filter(source_id=source_id, account_id=account_id).first()
+    before = None
+    if mapping is None:
+        mapping = AccountMapping(source_id=source_id, account_id=account_id)
+    else:
+        before = {f: getattr(mapping, f) for f in ("pi_email", "project_id", "fund_org")}
+    for name, value in attribution.items():
+        setattr(mapping, name, value)
+    mapping.note = mapping.note or "saved from the review queue"
+    mapping.save()
+    audit_record(
+        action="account_mapping.save",
+        acting_user=acting_user,
+        actor=actor,
+        obj=mapping,
+        before=before,
+        after={f: getattr(mapping, f) for f in ("pi_email", "project_id", "fund_org")},
+    )
+    return mapping
