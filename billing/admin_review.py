@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 
 from .config import ConfigError, load_config
 from .models import Charge, Flag, ReviewItem
-from .money import ZERO, AsNumber, ExactSum, money_text
+from .money import ZERO, AsNumber, ExactSum
 from .services import (
     PeriodError,
     ReviewError,
@@ -320,7 +320,7 @@ class ReviewQueueAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/billing/review/confirm.html", context)
 
     def _report(self, request, result):
-        amounts = ", ".join(f"{c} {money_text(a)}" for c, a in result.billed.items()) or "0"
+        amounts = ", ".join(f"{c} {a}" for c, a in result.billed.items()) or "0"
         self.message_user(
             request,
             f"{result.action.title()}: {result.count} charge(s), {amounts}.",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from accounts.services import actor_name, audit_record
 
@@ -68,13 +68,14 @@ def _billed_by_currency(charges: QuerySet) -> dict[str, str]:
 def _link(decision: ReviewDecision, charges: QuerySet) -> int:
     """Record the decision on each charge in one INSERT … SELECT; returns how many."""
     through = ReviewDecision.charges.through
-    sql, params = charges.order_by().values_list("pk").query.sql_with_params()
+    picked = charges.order_by().annotate(picked_id=F("pk")).values_list("picked_id")
+    sql, params = picked.query.sql_with_params()
     qn = connection.ops.quote_name
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {qn(through._meta.db_table)} "
             f"({qn('reviewdecision_id')}, {qn('charge_id')}) "
-            f"SELECT %s, picked.{qn('id')} FROM ({sql}) picked",
+            f"SELECT %s, picked.{qn('picked_id')} FROM ({sql}) picked",
             [decision.pk, *params],
         )
         return cursor.rowcount

@@ -1,0 +1,327 @@
+"""The review queue: approve, reject, return, reassign — through the services, the command line
+and the admin — with each decision recorded on its charges and in the audit trail."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.management.base import CommandError
+
+from accounts.models import AuditEvent
+from billing.models import AccountMapping, BillingPeriod, Charge, Flag, ReviewDecision
+from billing.selectors import period_summary
+from billing.services import (
+    PeriodError,
+    ReviewError,
+    charge_approve,
+    charge_reassign,
+    charge_reject,
+    charge_return,
+    period_close,
+)
+
+from .conftest import GOOD_TAGS
+
+pytestmark = pytest.mark.django_db
+
+D = Decimal
+QUEUE_URL = "/admin/billing/reviewitem/"
+
+BAD_FUND = json.dumps(
+    {"pi_email": "ada@example.edu", "project_id": "engines", "fund_org": "not a fund"}
+)
+
+
+@pytest.fixture
+def month(ingest, write_focus):
+    """2025-01: one clean charge, two flagged with full attribution (fund/org fails the
+    pattern), one flagged with no tags at all (no PI, project or fund/org)."""
+    ingest(
+        write_focus(
+            [
+                {"BilledCost": "10.00", "ResourceId": "clean", "Tags": GOOD_TAGS},
+                {"BilledCost": "1.005", "ResourceId": "bad-fund-1", "Tags": BAD_FUND},
+                {"BilledCost": "2.0000000001", "ResourceId": "bad-fund-2", "Tags": BAD_FUND},
+                {"BilledCost": "7.25", "ResourceId": "untagged", "SubAccountId": "acct-9", "Tags": ""},
+            ]
+        ),
+        source="aws",
+    )
+    return BillingPeriod.objects.get(key="2025-01")
+
+
+def charge(resource_id: str) -> Charge:
+    return Charge.objects.get(resource_id=resource_id)
+
+
+def billable(period) -> D:
+    return D(period_summary(period)["totals"]["USD"]["billable"])
+
+
+def test_flagged_charges_are_not_billable_until_approved(month):
+    assert charge("bad-fund-1").review_status == "flagged"
+    assert charge("untagged").flags == Flag.NO_PI | Flag.NO_PROJECT | Flag.NO_FUND_ORG
+    assert billable(month) == D("10.00")
+
+    result = charge_approve(charges=Charge.objects.filter(period=month))
+
+    assert result.count == 2
+    assert result.billed == {"USD": "3.0050000001"}
+    # The untagged charge can't be billed to nobody: it stays flagged, counted as skipped.
+    assert result.skipped == 2  # the clean charge and the untagged one
+    assert charge("untagged").review_status == "flagged"
+    assert charge("bad-fund-1").review_status == "approved"
+    assert billable(month) == D("13.0050000001")
+
+
+def test_a_decision_is_recorded_on_each_charge_and_audited(month):
+    result = charge_approve(charges=Charge.objects.filter(resource_id__startswith="bad-fund"))
+
+    decision = ReviewDecision.objects.get()
+    assert result.decisions == [decision]
+    assert decision.charge_count == 2
+    assert set(decision.charges.values_list("resource_id", flat=True)) == {
+        "bad-fund-1",
+        "bad-fund-2",
+    }
+    assert list(charge("bad-fund-1").decisions.all()) == [decision]
+    event = AuditEvent.objects.get(action="charge.approve")
+    assert event.details["charges"] == 2
+    assert event.details["billed"] == {"USD": "3.0050000001"}
+    assert event.object_id == str(decision.pk)
+
+
+def test_reject_needs_a_note_and_never_bills(month):
+    with pytest.raises(ReviewError, match="note"):
+        charge_reject(charges=Charge.objects.filter(resource_id="bad-fund-1"), note="  ")
+
+    charge_reject(charges=Charge.objects.filter(resource_id="bad-fund-1"), note="duplicate")
+
+    rejected = charge("bad-fund-1")
+    assert rejected.review_status == "rejected"
+    assert rejected.decisions.get().note == "duplicate"
+    summary = period_summary(month)
+    assert summary["rejected"] == 1
+    # Rejected charges count nowhere: not billed, not billable, not flagged.
+    assert D(summary["totals"]["USD"]["billed"]) == D("10.00") + D("2.0000000001") + D("7.25")
+
+
+def test_rejected_charge_returns_to_the_queue_only_while_open(month):
+    charge_reject(charges=Charge.objects.filter(resource_id="bad-fund-1"), note="dup")
+    charge_return(charges=Charge.objects.filter(resource_id="bad-fund-1"))
+    assert charge("bad-fund-1").review_status == "flagged"
+
+    charge_reject(charges=Charge.objects.filter(resource_id="bad-fund-1"), note="dup again")
+    period_close(key="2025-01")
+    with pytest.raises(PeriodError, match="reopen"):
+        charge_return(charges=Charge.objects.filter(resource_id="bad-fund-1"))
+    assert charge("bad-fund-1").review_status == "rejected"
+    actions = list(charge("bad-fund-1").decisions.order_by("id").values_list("action", flat=True))
+    assert actions == ["reject", "return", "reject"]
+
+
+def test_reassign_resolves_flags_and_saves_the_account_map(month, config, ingest, write_focus):
+    result = charge_reassign(
+        charges=Charge.objects.filter(resource_id="untagged"),
+        config=config,
+        pi_email="Grace@Example.edu",
+        project_id="compilers",
+        fund_org="CS-1952",
+        save_mapping=True,
+    )
+
+    fixed = charge("untagged")
+    assert (fixed.pi.email, fixed.project.code, fixed.fund_org) == (
+        "grace@example.edu",
+        "compilers",
+        "CS-1952",
+    )
+    assert fixed.flags == 0 and fixed.review_status == "clean"
+    mapping = AccountMapping.objects.get(account_id="acct-9")
+    assert result.account_mapping == mapping
+    assert (mapping.pi_email, mapping.project_id, mapping.fund_org) == (
+        "grace@example.edu",
+        "compilers",
+        "CS-1952",
+    )
+    assert AuditEvent.objects.filter(action="account_mapping.save").count() == 1
+
+    # The next delivery for that account is attributed automatically.
+    ingest(
+        write_focus(
+            [{"BilledCost": "3.00", "ResourceId": "next", "SubAccountId": "acct-9", "Tags": ""}],
+            name="feb.csv",
+        ),
+        source="aws",
+        extra=("-p", "2025-01", "--append"),
+    )
+    assert charge("next").review_status == "clean"
+    assert charge("next").pi.email == "grace@example.edu"
+
+
+def test_reassign_to_a_fund_that_fails_the_pattern_is_refused(month, config):
+    with pytest.raises(ReviewError, match="does not match"):
+        charge_reassign(charges=Charge.objects.all(), config=config, fund_org="lowercase")
+    assert not ReviewDecision.objects.exists()
+
+
+def test_reassign_flags_a_clean_charge_whose_pi_is_removed_never(month, config):
+    # Reassigning only a fund keeps other reasons: a pattern failure fixed, status follows.
+    charge_reassign(
+        charges=Charge.objects.filter(resource_id__startswith="bad-fund"),
+        config=config,
+        fund_org="ENG-42",
+    )
+    assert {c.review_status for c in Charge.objects.filter(resource_id__startswith="bad")} == {
+        "clean"
+    }
+    assert billable(month) == D("13.0050000001")
+
+
+# ---- command line -------------------------------------------------------------------------
+
+
+def test_review_list_json(month, run_json):
+    rows = run_json("review", "list", "-p", "2025-01")
+
+    assert [r["id"] for r in rows] == sorted(
+        Charge.objects.filter(review_status="flagged").values_list("id", flat=True)
+    )
+    first = rows[0]
+    assert {"id", "reasons", "pi_email", "project_id", "billed"} <= set(first)
+    assert first["reasons"] == ["fund_org_pattern"]
+    assert first["billed"] == "1.005"
+    untagged = [r for r in rows if r["pi_email"] is None]
+    assert untagged[0]["reasons"] == ["no_pi", "no_project", "no_fund_org"]
+
+
+def test_review_list_by_reason(month, run_json):
+    rows = run_json("review", "list", "-p", "2025-01", "--reason", "no_pi")
+    assert [r["billed"] for r in rows] == ["7.25"]
+
+
+def test_review_approve_by_period_and_reason(month, run):
+    out = run("review", "approve", "-p", "2025-01", "--reason", "fund_org_pattern")
+    assert "Approved 2 charge(s): USD 3.0050000001." in out
+    assert charge("untagged").review_status == "flagged"
+
+
+def test_review_approve_by_id_and_reject_by_id(month, run):
+    one = charge("bad-fund-1").pk
+    two = charge("bad-fund-2").pk
+    run("review", "approve", "--id", one)
+    run("review", "reject", "--id", two, "--note", "not ours")
+    assert charge("bad-fund-1").review_status == "approved"
+    assert charge("bad-fund-2").review_status == "rejected"
+
+
+def test_review_reject_without_note_is_an_error(month, run):
+    with pytest.raises(CommandError):
+        run("review", "reject", "--id", charge("bad-fund-1").pk)
+
+
+def test_review_unknown_id_and_missing_selection(month, run):
+    with pytest.raises(CommandError, match="no charge with id 999999"):
+        run("review", "approve", "--id", 999999)
+    with pytest.raises(CommandError, match="--id"):
+        run("review", "approve")
+
+
+def test_show_pi(month, run_json, run):
+    charge_approve(charges=Charge.objects.filter(resource_id="bad-fund-1"))
+    data = run_json("show", "ADA@example.edu", "-p", "2025-01")
+
+    by_fund = {p["fund_org"]: p for p in data["projects"]}
+    assert by_fund["MATH-1843"]["billable"] == "10.00"
+    assert by_fund["not a fund"]["billable"] == "1.005"
+    assert by_fund["not a fund"]["flagged"] == 1
+    assert by_fund["not a fund"]["flagged_billed"] == "2.0000000001"
+    assert data["totals"]["USD"] == {"billable": "11.005", "flagged_billed": "2.0000000001"}
+    assert "engines" in run("show", "ada@example.edu", "-p", "2025-01")
+
+
+# ---- admin --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client(client, django_user_model, settings, config_path):
+    settings.OPENCHARGEBACK_CONFIG = config_path
+    user = django_user_model.objects.create_superuser("boss", "boss@example.edu", "pw")
+    client.force_login(user)
+    return client
+
+
+def test_queue_shows_flagged_charges_and_totals_per_reason(month, admin_client):
+    page = admin_client.get(QUEUE_URL)
+
+    assert page.status_code == 200
+    totals = {(r["code"], r["currency"]): r for r in page.context["queue_totals"]}
+    assert totals[("fund_org_pattern", "USD")]["count"] == 2
+    assert totals[("fund_org_pattern", "USD")]["billed"] == D("3.0050000001")
+    assert totals[("no_pi", "USD")]["billed"] == D("7.25")
+    assert totals[("", "USD")]["count"] == 3  # all shown
+    assert b"clean" not in page.content.split(b"result_list")[1]  # clean charges aren't queued
+
+
+def test_admin_approve_all_matching_filter_confirms_then_approves(month, admin_client):
+    url = f"{QUEUE_URL}?reason=fund_org_pattern"
+    first = charge("bad-fund-1").pk
+    confirm = admin_client.post(
+        url, {"action": "approve", "select_across": "1", ACTION_CHECKBOX_NAME: [first]}
+    )
+    assert confirm.status_code == 200
+    assert confirm.context["summary"]["count"] == 2  # everything matching, not just the page
+    assert b"3.01" in confirm.content
+    assert charge("bad-fund-1").review_status == "flagged"  # nothing yet
+
+    done = admin_client.post(
+        url,
+        {"action": "approve", "select_across": "1", ACTION_CHECKBOX_NAME: [first], "post": "yes"},
+        follow=True,
+    )
+    assert done.status_code == 200
+    assert charge("bad-fund-2").review_status == "approved"
+    assert ReviewDecision.objects.get().acting_user.username == "boss"
+
+
+def test_admin_reject_requires_a_note(month, admin_client):
+    pk = charge("bad-fund-1").pk
+    data = {"action": "reject", ACTION_CHECKBOX_NAME: [pk], "post": "yes", "note": ""}
+    page = admin_client.post(QUEUE_URL, data)
+    assert page.status_code == 200 and page.context["form"].errors
+    assert charge("bad-fund-1").review_status == "flagged"
+
+    admin_client.post(QUEUE_URL, {**data, "note": "test account"})
+    assert charge("bad-fund-1").review_status == "rejected"
+
+
+def test_admin_reassign_with_mapping(month, admin_client):
+    pk = charge("untagged").pk
+    admin_client.post(
+        QUEUE_URL,
+        {
+            "action": "reassign",
+            ACTION_CHECKBOX_NAME: [pk],
+            "post": "yes",
+            "pi_email": "grace@example.edu",
+            "project_id": "compilers",
+            "fund_org": "CS-1952",
+            "save_mapping": "on",
+        },
+    )
+    assert charge("untagged").review_status == "clean"
+    assert AccountMapping.objects.filter(account_id="acct-9").exists()
+
+
+def test_charge_detail_shows_discount_history_and_import(month, admin_client):
+    target = charge("bad-fund-1")
+    charge_reject(charges=Charge.objects.filter(pk=target.pk), note="wrong lab")
+    page = admin_client.get(f"/admin/billing/charge/{target.pk}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "wrong lab" in text and "Rejected" in text
+    assert "import #" in text
+    assert "10.995" in text  # discount: list 12.00 − billed 1.005
