@@ -65,20 +65,34 @@ def _billed_by_currency(charges: QuerySet) -> dict[str, str]:
     return {r["billing_currency"]: money_text(r["total"] or ZERO) for r in rows}
 
 
-def _link(decision: ReviewDecision, charges: QuerySet) -> int:
-    """Record the decision on each charge in one INSERT … SELECT; returns how many."""
-    through = ReviewDecision.charges.through
+def _link(decision: ReviewDecision, charges: QuerySet, new_status: str | None = None) -> int:
+    """Record the decision on each charge (and set the new status); returns how many.
+
+    SQL, not the ORM, because this is the hot path of bulk review: the charges are linked with
+    one INSERT … SELECT. On PostgreSQL the status UPDATE and the INSERT are one statement (a
+    data-modifying CTE), so the linked set is exactly the updated set even with a concurrent
+    import; SQLite has a single writer, so two statements see the same rows.
+    """
+    qn = connection.ops.quote_name
+    table = qn(ReviewDecision.charges.through._meta.db_table)
+    insert = f"INSERT INTO {table} (reviewdecision_id, charge_id) "
     picked = charges.order_by().annotate(picked_id=F("pk")).values_list("picked_id")
     sql, params = picked.query.sql_with_params()
-    qn = connection.ops.quote_name
     with connection.cursor() as cursor:
+        if new_status and connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH changed AS (UPDATE {qn(Charge._meta.db_table)} SET review_status = %s "
+                f"WHERE id IN ({sql}) RETURNING id) {insert} SELECT %s, id FROM changed",
+                [new_status, *params, decision.pk],
+            )
+            return cursor.rowcount
         cursor.execute(
-            f"INSERT INTO {qn(through._meta.db_table)} "
-            f"({qn('reviewdecision_id')}, {qn('charge_id')}) "
-            f"SELECT %s, picked.{qn('picked_id')} FROM ({sql}) picked",
-            [decision.pk, *params],
+            f"{insert} SELECT %s, picked.picked_id FROM ({sql}) picked", [decision.pk, *params]
         )
-        return cursor.rowcount
+        count = cursor.rowcount
+    if new_status:
+        _decided(decision).update(review_status=new_status)
+    return count
 
 
 def _decided(decision: ReviewDecision) -> QuerySet:
@@ -118,7 +132,7 @@ def _decide(
             charge_count=0,
             attribution=attribution or {},
         )
-        count = _link(decision, picked)
+        count = _link(decision, picked, new_status)
         result.skipped += in_period.count() - count
         if not count:
             decision.delete()
@@ -127,8 +141,6 @@ def _decide(
         decision.charge_count = count
         decision.billed = _billed_by_currency(decided)
         decision.save(update_fields=["charge_count", "billed"])
-        if new_status:
-            decided.update(review_status=new_status)
         audit_record(
             action=f"charge.{action}",
             acting_user=acting_user,
