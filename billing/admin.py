@@ -18,6 +18,8 @@ from import_export.widgets import ForeignKeyWidget
 from accounts.models import AuditEvent
 
 from .admin_review import (
+    CappedCountPaginator,
+    ChargeCategoryFilter,
     PIFilter,
     ProjectFilter,
     ReasonFilter,
@@ -35,7 +37,6 @@ from .models import (
     Project,
     Source,
 )
-from .money import AsNumber
 from .selectors import period_summary
 from .services import (
     PeriodError,
@@ -338,18 +339,14 @@ class ChargeAdmin(admin.ModelAdmin):
         PIFilter,
         ProjectFilter,
         ServiceFilter,
-        "charge_category",
+        ChargeCategoryFilter,
     )
     list_select_related = ("period", "source", "pi", "project")
-    search_fields = (
-        "=resource_id",
-        "resource_name",
-        "service_name",
-        "=fund_org",
-        "=pi__email",
-        "=project__code",
-    )
+    # Exact matches only: a substring search would read every row of a million-row period.
+    search_fields = ("=resource_id", "=fund_org", "=sub_account_id", "=invoice_id")
+    search_help_text = "Exact resource id, fund/org, sub-account id or invoice id."
     show_full_result_count = False
+    paginator = CappedCountPaginator
     list_per_page = 100
     ordering = ("-id",)
     raw_id_fields = ("pi", "project", "import_file")
@@ -418,11 +415,13 @@ class ChargeAdmin(admin.ModelAdmin):
         ("Delivered data", {"fields": ("tags", "extra")}),
     )
 
-    @admin.display(description="billed", ordering=AsNumber("billed_cost"))
+    # Not sortable here: sorting a million rows by amount has no index to use. The review queue,
+    # a much smaller set, sorts by amount.
+    @admin.display(description="billed")
     def billed(self, obj):
         return obj.billed_cost
 
-    @admin.display(description="list", ordering=AsNumber("list_cost"))
+    @admin.display(description="list")
     def listed(self, obj):
         return obj.list_cost
 

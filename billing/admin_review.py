@@ -10,8 +10,10 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.paginator import Paginator
 from django.db.models import Count, F, Q, QuerySet
 from django.template.response import TemplateResponse
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from .config import ConfigError, load_config
@@ -128,6 +130,47 @@ class ServiceFilter(InputFilter):
     title = "service"
     parameter_name = "service"
     lookup = "service_name"
+
+
+# ---- paging over a million rows ------------------------------------------------------------
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most CAP + 1 rows, so a page of a million-row table never counts them all.
+
+    `capped` tells the templates to say "more than 10,000" instead of a number that would be
+    wrong; the confirmation page of an action still counts its selection exactly.
+    """
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self):
+        return self.object_list.order_by()[: self.CAP + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.CAP
+
+
+class FixedChoicesFilter(admin.SimpleListFilter):
+    """Choices from a fixed list instead of SELECT DISTINCT over a million rows."""
+
+    field = ""
+    values: tuple[str, ...] = ()
+
+    def lookups(self, request, model_admin):
+        return [(v, v) for v in self.values]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
+
+
+class ChargeCategoryFilter(FixedChoicesFilter):
+    title = "charge category"
+    parameter_name = "category"
+    field = "charge_category"
+    values = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
 
 
 # ---- totals -------------------------------------------------------------------------------
@@ -259,8 +302,9 @@ class ReviewQueueAdmin(admin.ModelAdmin):
         ServiceFilter,
     )
     list_select_related = ("period", "source", "pi", "project")
-    search_fields = ("=resource_id", "resource_name", "=fund_org", "=sub_account_id")
+    search_fields = ("=resource_id", "=fund_org", "=sub_account_id")
     show_full_result_count = False
+    paginator = CappedCountPaginator
     list_per_page = 100
     ordering = ("-id",)
     actions = ["approve", "reject", "return_to_queue", "reassign"]

@@ -325,3 +325,17 @@ def test_charge_detail_shows_discount_history_and_import(month, admin_client):
     assert "wrong lab" in text and "Rejected" in text
     assert "import #" in text
     assert "10.995" in text  # discount: list 12.00 − billed 1.005
+
+
+def test_big_lists_say_more_than_the_cap_not_a_wrong_count(month, admin_client, monkeypatch):
+    from billing.admin_review import CappedCountPaginator, ReviewQueueAdmin
+
+    monkeypatch.setattr(CappedCountPaginator, "CAP", 2)
+    monkeypatch.setattr(ReviewQueueAdmin, "list_per_page", 1)
+    page = admin_client.get("/admin/billing/charge/").content.decode()
+    assert "more than 2 charges" in page
+    queue = admin_client.get(QUEUE_URL).content.decode()  # three flagged charges
+    assert "more than 2 review queue" in queue
+    assert "Select all matching charges (more than 2)" in queue
+    monkeypatch.setattr(CappedCountPaginator, "CAP", 3)
+    assert "3 review queue" in admin_client.get(QUEUE_URL).content.decode()
