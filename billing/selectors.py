@@ -2,53 +2,99 @@
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 
+from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, F, Q
 
-from .models import BillingPeriod, Charge, Flag
+from .models import BillingPeriod, Charge, Flag, Import, ReviewDecision
 from .money import ZERO, ExactSum, money_text
 
 NOT_REJECTED = ~Q(review_status=Charge.ReviewStatus.REJECTED)
 FLAGGED = Q(review_status=Charge.ReviewStatus.FLAGGED)
 
 
-def period_totals(period: BillingPeriod) -> dict[str, dict[str, str]]:
-    """Per currency: billed and list of every charge not rejected, and the flagged part."""
-    rows = (
-        Charge.objects.filter(NOT_REJECTED, period=period)
-        .values("billing_currency")
-        .annotate(
-            billed=ExactSum("billed_cost"),
-            list=ExactSum("list_cost"),
-            flagged_billed=ExactSum("billed_cost", filter=FLAGGED),
+def period_rollup(period: BillingPeriod) -> list[dict]:
+    """The period's charges grouped by source, PI, project, fund/org, status and currency.
+
+    Each row: the group's keys, `n` charges, exact `billed` and `list` sums (Decimal, or None
+    when no charge of the group has the value). Every figure of `periods show`, the admin's period
+    page and the dashboard derives from these rows, so they always agree.
+
+    One pass over the period's charges, then cached until the period's data changes: the key
+    holds the period's status, its latest review decision and the latest import anywhere (the
+    only writers of charges). Never cached inside a transaction, which may still roll back.
+    """
+    key = _rollup_cache_key(period)
+    rows = None if connection.in_atomic_block else cache.get(key)
+    if rows is None:
+        rows = list(
+            Charge.objects.filter(period=period)
+            .values(
+                "source_id", "pi_id", "project_id", "fund_org", "review_status", "billing_currency"
+            )
+            .annotate(n=Count("id"), billed=ExactSum("billed_cost"), list=ExactSum("list_cost"))
+            .order_by()
         )
-        .order_by("billing_currency")
+        if not connection.in_atomic_block:
+            cache.set(key, rows, timeout=ROLLUP_CACHE_SECONDS)
+    return rows
+
+
+ROLLUP_CACHE_SECONDS = 24 * 3600
+
+
+def _rollup_cache_key(period: BillingPeriod) -> str:
+    last_import = Import.objects.order_by("-id").values_list("id", "created_at").first()
+    last_decision = (
+        ReviewDecision.objects.filter(period=period)
+        .order_by("-id")
+        .values_list("id", "created_at")
+        .first()
     )
+    parts = (period.pk, period.created_at, period.status, last_import, last_decision)
+    return "billing:rollup:" + hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+
+def period_totals(period: BillingPeriod, rollup: list[dict] | None = None) -> dict:
+    """Per currency: billed and list of every charge not rejected, the flagged part, and the
+    billable part (clean + approved)."""
+    totals: dict[str, dict] = {}
+    for row in rollup if rollup is not None else period_rollup(period):
+        if row["review_status"] == Charge.ReviewStatus.REJECTED:
+            continue
+        t = totals.setdefault(
+            row["billing_currency"], {"billed": ZERO, "list": ZERO, "flagged_billed": ZERO}
+        )
+        t["billed"] += row["billed"] or ZERO
+        t["list"] += row["list"] or ZERO
+        if row["review_status"] == Charge.ReviewStatus.FLAGGED:
+            t["flagged_billed"] += row["billed"] or ZERO
     return {
-        row["billing_currency"]: {
-            "billed": money_text(row["billed"] or ZERO),
-            "list": money_text(row["list"] or ZERO),
-            "flagged_billed": money_text(row["flagged_billed"] or ZERO),
-            "billable": money_text((row["billed"] or ZERO) - (row["flagged_billed"] or ZERO)),
+        currency: {
+            "billed": money_text(t["billed"]),
+            "list": money_text(t["list"]),
+            "flagged_billed": money_text(t["flagged_billed"]),
+            "billable": money_text(t["billed"] - t["flagged_billed"]),
         }
-        for row in rows
+        for currency, t in sorted(totals.items())
     }
 
 
 def period_summary(period: BillingPeriod) -> dict:
-    counts = Charge.objects.filter(period=period).aggregate(
-        charges=Count("id", filter=NOT_REJECTED),
-        flagged=Count("id", filter=FLAGGED),
-        rejected=Count("id", filter=Q(review_status=Charge.ReviewStatus.REJECTED)),
-    )
+    rollup = period_rollup(period)
+    counts = {status: 0 for status in Charge.ReviewStatus.values}
+    for row in rollup:
+        counts[row["review_status"]] += row["n"]
     return {
         "period": period.key,
         "status": period.status,
-        "charges": counts["charges"],
+        "charges": counts["clean"] + counts["flagged"] + counts["approved"],
         "flagged": counts["flagged"],
         "rejected": counts["rejected"],
-        "totals": period_totals(period),
+        "totals": period_totals(period, rollup),
     }
 
 

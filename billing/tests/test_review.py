@@ -45,7 +45,12 @@ def month(ingest, write_focus):
                 {"BilledCost": "10.00", "ResourceId": "clean", "Tags": GOOD_TAGS},
                 {"BilledCost": "1.005", "ResourceId": "bad-fund-1", "Tags": BAD_FUND},
                 {"BilledCost": "2.0000000001", "ResourceId": "bad-fund-2", "Tags": BAD_FUND},
-                {"BilledCost": "7.25", "ResourceId": "untagged", "SubAccountId": "acct-9", "Tags": ""},
+                {
+                    "BilledCost": "7.25",
+                    "ResourceId": "untagged",
+                    "SubAccountId": "acct-9",
+                    "Tags": "",
+                },
             ]
         ),
         source="aws",
@@ -339,3 +344,33 @@ def test_big_lists_say_more_than_the_cap_not_a_wrong_count(month, admin_client, 
     assert "Select all matching charges (more than 2)" in queue
     monkeypatch.setattr(CappedCountPaginator, "CAP", 3)
     assert "3 review queue" in admin_client.get(QUEUE_URL).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_period_figures_are_cached_until_a_decision_or_import_changes_them(
+    ingest, write_focus, django_assert_max_num_queries
+):
+    from billing.selectors import period_summary
+
+    ingest(
+        write_focus(
+            [
+                {"BilledCost": "1.25", "ResourceId": "a", "Tags": BAD_FUND},
+                {"BilledCost": "2.50", "ResourceId": "b", "Tags": GOOD_TAGS},
+            ]
+        ),
+        source="aws",
+    )
+    period = BillingPeriod.objects.get(key="2025-01")
+    first = period_summary(period)
+    with django_assert_max_num_queries(2):  # only the cache key's two lookups
+        assert period_summary(period) == first
+    assert first["totals"]["USD"]["billable"] == "2.50"
+
+    charge_approve(charges=Charge.objects.filter(resource_id="a"))
+    assert period_summary(period)["totals"]["USD"]["billable"] == "3.75"
+
+    ingest(
+        write_focus([{"BilledCost": "4.00"}], name="more.csv"), source="aws", extra=("--append",)
+    )
+    assert period_summary(period)["totals"]["USD"]["billable"] == "7.75"
