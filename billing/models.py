@@ -342,7 +342,9 @@ class Charge(models.Model):
         permissions = [("review_charge", "Can approve, reject and reassign charges")]
         indexes = [
             models.Index(fields=["period", "source"], name="charge_period_source"),
-            models.Index(fields=["period", "review_status"], name="charge_period_status"),
+            # Status first: the review queue asks for flagged charges of any period. New rows
+            # append to the end of their status's range, so imports stay fast.
+            models.Index(fields=["review_status", "period"], name="charge_status_period"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -467,3 +469,44 @@ class ReviewItem(Charge):
         proxy = True
         verbose_name = "charge to review"
         verbose_name_plural = "review queue"
+
+
+class PIDelegate(models.Model):
+    """A person a PI lets read their portal: their projects, statements, charges and files.
+
+    Granted and revoked only by billing/services/pis.py (each with an audit event). A revoked
+    grant is kept, with `revoked_at`, as the record of who could see what and when; granting the
+    same person again makes a new row.
+    """
+
+    pi = models.ForeignKey(PI, on_delete=models.CASCADE, related_name="delegates")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pi_delegations"
+    )
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    granted_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["pi", "-granted_at"]
+        verbose_name = "PI delegate"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pi", "user"],
+                condition=Q(revoked_at__isnull=True),
+                name="pi_delegate_one_active_grant",
+            ),
+        ]
+
+    def __str__(self):
+        state = " (revoked)" if self.revoked_at else ""
+        return f"{self.user} for {self.pi}{state}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -77,4 +77,9 @@ class Migration(migrations.Migration):
                 'constraints': [models.CheckConstraint(condition=models.Q(('action', 'reject'), ('note', ''), _negated=True), name='review_decision_reject_has_note')],
             },
         ),
+        migrations.RemoveIndex(model_name="charge", name="charge_period_status"),
+        migrations.AddIndex(
+            model_name="charge",
+            index=models.Index(fields=["review_status", "period"], name="charge_status_period"),
+        ),
     ]
