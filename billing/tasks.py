@@ -48,3 +48,23 @@ def import_files_task(
         display_names=display_names,
     )
     return result.as_dict()
+
+
+def _user(user_id: int | None):
+    return get_user_model().objects.filter(pk=user_id).first() if user_id else None
+
+
+@shared_task(acks_late=True)
+def import_job_check(job_id: int, user_id: int | None = None) -> str:
+    """Dry-run a big admin upload (billing.services.uploads); a job already checked is left."""
+    from .services import uploads
+
+    return uploads.import_job_check(job_id=job_id, acting_user=_user(user_id)).status
+
+
+@shared_task(acks_late=True)
+def import_job_run(job_id: int, user_id: int | None = None) -> str:
+    """Import a confirmed admin upload. Idempotent: a job already imported does nothing."""
+    from .services import uploads
+
+    return uploads.import_job_run(job_id=job_id, acting_user=_user(user_id)).status

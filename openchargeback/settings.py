@@ -32,7 +32,7 @@ ALLOWED_HOSTS = [
 ]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "openchargeback.apps.AdminConfig",  # django.contrib.admin with the dashboard site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -125,6 +125,14 @@ EMAIL_BACKEND = os.environ.get(
 
 # The institution's billing configuration file (YAML). None: built-in defaults.
 OPENCHARGEBACK_CONFIG = os.environ.get("OPENCHARGEBACK_CONFIG") or None
+
+# Admin uploads: refused above MAX; checked and imported by a Celery task above ASYNC.
+OPENCHARGEBACK_UPLOAD_MAX_BYTES = int(
+    os.environ.get("OPENCHARGEBACK_UPLOAD_MAX_BYTES", str(2 * 1024**3))
+)
+OPENCHARGEBACK_UPLOAD_ASYNC_BYTES = int(
+    os.environ.get("OPENCHARGEBACK_UPLOAD_ASYNC_BYTES", str(20 * 1024**2))
+)
 
 CRISPY_TEMPLATE_PACK = "bootstrap4"
 
