@@ -83,6 +83,18 @@ PERIOD_ACTIONS = {
 }
 
 
+# Actions other apps add to the period list (statements: generate and send; journals: export).
+# Apps above billing register theirs from their own admin module, keeping the dependency one-way.
+# Each callable may name the permission it needs in `required_permission`.
+PERIOD_ACTIONS_FROM_APPS: list = []
+
+
+def register_period_action(action, *, required_permission: str):
+    action.required_permission = required_permission
+    PERIOD_ACTIONS_FROM_APPS.append(action)
+    return action
+
+
 @admin.register(BillingPeriod)
 class BillingPeriodAdmin(admin.ModelAdmin):
     """Periods and their lifecycle. Status changes only through the actions (period services)."""
@@ -113,6 +125,9 @@ class BillingPeriodAdmin(admin.ModelAdmin):
     def get_actions(self, request):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
+        for action in PERIOD_ACTIONS_FROM_APPS:
+            if request.user.has_perm(action.required_permission):
+                actions[action.__name__] = self.get_action(action)
         return actions
 
     @admin.display(description="figures")

@@ -42,8 +42,16 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class JournalConfig:
+    # Named groups split a fund/org into GL segments; a fund/org must match it in full.
     fund_org_regex: re.Pattern = re.compile(r"^(?P<orgn>[^-]+)-(?P<fund>.+)$")
+    # GL account when neither the charge's tag nor its source gives one.
     default_account: str = ""
+    # Tag key whose value on a charge is its GL account (matched like tag_mapping keys).
+    account_tag: str = "account_code"
+    # Description of journal lines when the journal template gives none (Django template text).
+    description_template: str = ""
+    # Characters a line's description is cut to when the journal template gives no limit; 0: none.
+    description_limit: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,31 @@ def _text(section: dict, name: str, key: str, default: str = "") -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ConfigError(f"{key}.{name}: expected text, got {value!r}")
     return str(value).strip()
+
+
+def _count(section: dict, name: str, key: str, default: int = 0) -> int:
+    value = section.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key}.{name}: expected a whole number, 0 or more, got {value!r}")
+    return value
+
+
+def _template(section: dict, name: str, key: str) -> str:
+    """Django template text (journal descriptions), checked to compile."""
+    text = section.get(name, "")
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise ConfigError(f"{key}.{name}: expected template text, got {text!r}")
+    from django.template import Engine, TemplateSyntaxError
+
+    try:
+        Engine(autoescape=False).from_string(text)
+    except TemplateSyntaxError as exc:
+        raise ConfigError(f"{key}.{name}: invalid template {text!r}: {exc}") from None
+    return text.strip()
 
 
 def _regex(value: Any, key: str) -> re.Pattern:
@@ -167,7 +200,12 @@ def parse_config(data: Any, path: str = "") -> BillingConfig:
             "journal.fund_org_regex",
         ),
         default_account=_text(journal, "default_account", "journal"),
+        account_tag=_text(journal, "account_tag", "journal", JournalConfig.account_tag),
+        description_template=_template(journal, "description_template", "journal"),
+        description_limit=_count(journal, "description_limit", "journal"),
     )
+    if not journal_config.account_tag:
+        raise ConfigError("journal.account_tag: expected a tag key, got an empty value")
     defaults = EmailConfig()
     return BillingConfig(
         institution_name=_text(institution, "name", "institution", BillingConfig.institution_name),

@@ -168,3 +168,11 @@ def test_login_logout_and_failed_login_are_audited(client, django_user_model):
     assert actions == [("auth.login_failed", "ada"), ("auth.login", "ada"), ("auth.logout", "ada")]
     failed = AuditEvent.objects.get(action="auth.login_failed")
     assert "wrong" not in str(failed.details)
+
+
+@pytest.mark.parametrize(
+    "role,may_export", [(FINANCE_ADMIN, True), (REVIEWER, False), (VIEWER, False)]
+)
+def test_journal_export_is_offered_to_finance_admins_only(role, may_export, as_role, month):
+    page = as_role(role).get("/admin/billing/billingperiod/")
+    assert (b'value="export_journal_action"' in page.content) is may_export

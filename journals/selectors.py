@@ -1,0 +1,412 @@
+"""Reads for journals: what a period's journal contains, computed from its billable charges.
+
+The rounding rule (billing/rounding.py) is the statements' rule, so the journal ties to them:
+
+- A statement group is (PI, project, fund/org, currency) within the period. Its amount due is
+  the exact sum of its billable charges' BilledCost, rounded once to the cent (half up).
+- A GL journal allocates each group's amount due over the group's parts (source, GL account)
+  with `allocate_cents`, then adds the allocations up per (fund/org, account, source[, project])
+  for the debits, and per source for the credits. Each fund/org's debits are therefore exactly
+  the amounts due of that fund's statements, and debits equal credits by construction (the
+  export still checks, and refuses if not).
+- Detail rows allocate each group's amount due over its charges the same way; summary rows are
+  the groups themselves. Before statements exist (a draft), the numbers are the same.
+
+The aggregation runs in the database: one GROUP BY (pi, project, fund/org, currency, source,
+tags) with an exact SUM; only the few thousand groups reach Python. Tags are in the key because
+a tag on a charge may name its GL account.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Count, Expression, JSONField
+from django.db.models.functions import Coalesce
+
+from billing.config import BillingConfig
+from billing.models import PI, BillingPeriod, Charge, Project, Source
+from billing.money import MONEY_CONTEXT, ZERO, ExactSum, exact_sum, round_cents
+from billing.rounding import allocate_cents
+
+from .models import JournalExport, JournalTemplate
+
+BILLABLE = list(Charge.BILLABLE_STATUSES)
+
+
+# -- small reads ------------------------------------------------------------------------------
+
+
+def period_has_journal(period: BillingPeriod) -> bool:
+    """True when a general-ledger journal has been exported for the period."""
+    return JournalExport.objects.filter(period=period, kind=JournalTemplate.Kind.GL).exists()
+
+
+def period_exports(period: BillingPeriod):
+    return JournalExport.objects.filter(period=period).select_related("template")
+
+
+def template_find(name: str) -> JournalTemplate | None:
+    """A template by exact name; a kind (detail, summary, gl) names that kind's oldest template."""
+    found = JournalTemplate.objects.filter(name=name).first()
+    if found is None and name in JournalTemplate.Kind.values:
+        found = JournalTemplate.objects.filter(kind=name).order_by("id").first()
+    return found
+
+
+def billable_charges(period: BillingPeriod):
+    return Charge.objects.filter(period=period, review_status__in=BILLABLE)
+
+
+def flagged_count(period: BillingPeriod) -> int:
+    return Charge.objects.filter(period=period, review_status=Charge.ReviewStatus.FLAGGED).count()
+
+
+# -- the source side ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    id: int
+    name: str
+    display_name: str
+    credit_fund_org: str
+    account_code: str
+
+
+def source_infos(config: BillingConfig, ids=None) -> dict[int, SourceInfo]:
+    """Sources with their journal settings: the configuration's entry wins over the database row
+    (an import keeps the row in step with the configuration; staff may add others)."""
+    rows = Source.objects.all() if ids is None else Source.objects.filter(id__in=ids)
+    infos = {}
+    for row in rows:
+        configured = config.source(row.name)
+        infos[row.id] = SourceInfo(
+            id=row.id,
+            name=row.name,
+            display_name=(configured.display_name if configured else row.display_name) or row.name,
+            credit_fund_org=configured.credit_fund_org if configured else row.credit_fund_org,
+            account_code=configured.account_code if configured else row.account_code,
+        )
+    return infos
+
+
+def tag_value(tags, key: str) -> str:
+    """A tag's value, the key matched case-insensitively and trimmed (as the importer does)."""
+    if not isinstance(tags, dict):
+        return ""
+    wanted = key.strip().lower()
+    for name, value in tags.items():
+        if str(name).strip().lower() != wanted:
+            continue
+        if value is None or isinstance(value, (dict, list)):
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value).strip()
+    return ""
+
+
+def account_for(tags, source: SourceInfo, config: BillingConfig) -> str:
+    """GL account: the charge's tag, else the source's account code, else the default."""
+    return (
+        tag_value(tags, config.journal.account_tag)
+        or source.account_code
+        or config.journal.default_account
+    )
+
+
+# -- statement groups ---------------------------------------------------------------------------
+
+
+@dataclass
+class StatementGroup:
+    """One statement's worth of billable charges: (PI, project, fund/org, currency)."""
+
+    pi_id: int
+    project_id: int
+    fund_org: str
+    currency: str
+    pi_email: str = ""
+    pi_name: str = ""
+    project_code: str = ""
+    project_name: str = ""
+    billed: Decimal = ZERO  # exact
+    listed: Decimal = ZERO  # exact; a charge without ListCost counts at its BilledCost
+    charge_count: int = 0
+    # (source id, account) -> exact billed, and charge counts
+    parts: dict[tuple[int, str], Decimal] = field(default_factory=dict)
+    part_counts: dict[tuple[int, str], int] = field(default_factory=dict)
+
+    @property
+    def amount_due(self) -> Decimal:
+        return round_cents(self.billed)
+
+    @property
+    def list_amount(self) -> Decimal:
+        return round_cents(self.listed)
+
+    @property
+    def sort_key(self):
+        return (self.currency, self.pi_email, self.project_code, self.fund_org)
+
+    def allocation(self, sources: dict[int, SourceInfo]) -> dict[tuple[int, str], Decimal]:
+        """The amount due allocated over (source, account), in a fixed order (ties)."""
+        keys = sorted(self.parts, key=lambda k: (sources[k[0]].name, k[1]))
+        return allocate_cents({k: self.parts[k] for k in keys}, total=self.amount_due)
+
+
+class AccountTagCandidates(Expression):
+    """The tags of a charge that may carry the account tag, else NULL; a GROUP BY key.
+
+    PostgreSQL: the jsonb itself (hashing jsonb is cheaper than casting a million of them to
+    text to search it). SQLite: the stored text when it mentions the key in any case (LIKE,
+    done in C), else NULL, so most charges fall in one group per (PI, project, fund/org,
+    currency, source). Either way the key is matched exactly in Python (`tag_value`).
+    """
+
+    def __init__(self, key: str):
+        super().__init__(output_field=JSONField())
+        self.key = key
+
+    def as_sql(self, compiler, connection):
+        table = compiler.quote_name_unless_alias(Charge._meta.db_table)
+        column = f"{table}.{compiler.quote_name_unless_alias('tags')}"
+        if connection.vendor == "postgresql":
+            return column, []
+        return f"CASE WHEN {column} LIKE %s THEN {column} END", [f"%{self.key.strip()}%"]
+
+    def get_group_by_cols(self):
+        return [self]
+
+
+def statement_groups(
+    period: BillingPeriod, config: BillingConfig, *, with_list: bool = True
+) -> tuple[list[StatementGroup], dict[int, SourceInfo]]:
+    """Every statement group of the period's billable charges, sorted, with the sources.
+
+    One GROUP BY in the database; `with_list=False` skips the list-price sum (the GL)."""
+    sums = {"billed": ExactSum("billed_cost"), "n": Count("id")}
+    if with_list:
+        sums["listed"] = ExactSum(Coalesce("list_cost", "billed_cost"))
+    rows = (
+        billable_charges(period)
+        .annotate(account_tags=AccountTagCandidates(config.journal.account_tag))
+        .values("pi_id", "project_id", "fund_org", "billing_currency", "source_id", "account_tags")
+        .annotate(**sums)
+        .order_by()
+    )
+    groups: dict[tuple, StatementGroup] = {}
+    if connection.vendor == "postgresql":
+        # A few thousand groups: enough memory to hash them instead of sorting a million rows
+        # on disk (the default work_mem is 4 MB). SET LOCAL ends with this transaction.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+            raw = list(rows)
+    else:
+        raw = list(rows)
+    sources = source_infos(config, {row["source_id"] for row in raw})
+    for row in raw:
+        key = (row["pi_id"], row["project_id"], row["fund_org"], row["billing_currency"])
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = StatementGroup(*key)
+        source = sources[row["source_id"]]
+        part = (row["source_id"], account_for(row["account_tags"], source, config))
+        group.billed = exact_sum((group.billed, row["billed"]))
+        if with_list:
+            group.listed = exact_sum((group.listed, row["listed"]))
+        group.charge_count += row["n"]
+        group.parts[part] = exact_sum((group.parts.get(part, ZERO), row["billed"]))
+        group.part_counts[part] = group.part_counts.get(part, 0) + row["n"]
+    pis = {
+        p["id"]: p
+        for p in PI.objects.filter(id__in={k[0] for k in groups}).values("id", "email", "name")
+    }
+    projects = {
+        p["id"]: p
+        for p in Project.objects.filter(id__in={k[1] for k in groups}).values("id", "code", "name")
+    }
+    for group in groups.values():
+        pi = pis.get(group.pi_id, {})
+        project = projects.get(group.project_id, {})
+        group.pi_email, group.pi_name = pi.get("email", ""), pi.get("name", "")
+        group.project_code, group.project_name = project.get("code", ""), project.get("name", "")
+    return sorted(groups.values(), key=lambda g: g.sort_key), sources
+
+
+# -- general-ledger lines -----------------------------------------------------------------------
+
+
+@dataclass
+class GLLine:
+    side: str  # "D" or "C"
+    amount: Decimal  # cents, never negative
+    fund_org: str
+    account: str
+    source: SourceInfo
+    project: str = ""
+    charge_count: int = 0
+    origin: str = "pi"  # "pi": a PI fund's line; "source": a source's credit line
+
+    @property
+    def signed_amount(self) -> Decimal:
+        return self.amount if self.side == "D" else MONEY_CONTEXT.minus(self.amount)
+
+
+def _sided(net: Decimal, usual: str) -> tuple[str, Decimal]:
+    """A negative net (credits exceed charges) goes on the other side, as a positive amount."""
+    if net < 0:
+        return ("C" if usual == "D" else "D"), MONEY_CONTEXT.minus(net)
+    return usual, net
+
+
+def gl_lines(
+    groups: list[StatementGroup],
+    sources: dict[int, SourceInfo],
+    config: BillingConfig,
+    *,
+    split_by_project: bool = False,
+) -> dict[str, list[GLLine]]:
+    """Per currency: the debit lines (fund/org, account, source[, project]) then one credit per
+    source, allocated from the statements' rounded totals. Lines of 0.00 are left out."""
+    debits: dict[str, dict[tuple, list]] = defaultdict(dict)
+    credits: dict[str, dict[int, list]] = defaultdict(dict)
+    for group in groups:
+        for (source_id, account), cents in group.allocation(sources).items():
+            project = group.project_code if split_by_project else ""
+            key = (group.fund_org, account, sources[source_id].name, project, source_id)
+            count = group.part_counts[(source_id, account)]
+            entry = debits[group.currency].setdefault(key, [ZERO, 0])
+            entry[0] = MONEY_CONTEXT.add(entry[0], cents)
+            entry[1] += count
+            credit = credits[group.currency].setdefault(source_id, [ZERO, 0])
+            credit[0] = MONEY_CONTEXT.add(credit[0], cents)
+            credit[1] += count
+    journals: dict[str, list[GLLine]] = {}
+    for currency in sorted(set(debits) | set(credits)):
+        lines = []
+        for key in sorted(debits[currency]):
+            fund_org, account, _, project, source_id = key
+            net, count = debits[currency][key]
+            side, amount = _sided(net, "D")
+            if amount:
+                lines.append(
+                    GLLine(side, amount, fund_org, account, sources[source_id], project, count)
+                )
+        for source_id in sorted(credits[currency], key=lambda s: sources[s].name):
+            net, count = credits[currency][source_id]
+            side, amount = _sided(net, "C")
+            if amount:
+                source = sources[source_id]
+                account = source.account_code or config.journal.default_account
+                lines.append(
+                    GLLine(
+                        side, amount, source.credit_fund_org, account, source, "", count, "source"
+                    )
+                )
+        journals[currency] = lines
+    return journals
+
+
+def side_totals(lines: list[GLLine]) -> tuple[Decimal, Decimal]:
+    debit = exact_sum(line.amount for line in lines if line.side == "D")
+    credit = exact_sum(line.amount for line in lines if line.side == "C")
+    return debit, credit
+
+
+def debits_per_fund(lines: list[GLLine]) -> dict[str, Decimal]:
+    """Net debit per PI fund/org: its debit lines, less any swapped to the credit side."""
+    totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for line in lines:
+        if line.origin == "pi":
+            totals[line.fund_org] = MONEY_CONTEXT.add(totals[line.fund_org], line.signed_amount)
+    return dict(totals)
+
+
+# -- detail rows ----------------------------------------------------------------------------------
+
+
+DETAIL_FIELDS = (
+    "id",
+    "pi_id",
+    "project_id",
+    "fund_org",
+    "billing_currency",
+    "source_id",
+    "line_number",
+    "service_name",
+    "service_category",
+    "charge_category",
+    "charge_description",
+    "resource_id",
+    "resource_name",
+    "region_id",
+    "sub_account_id",
+    "charge_period_start",
+    "charge_period_end",
+    "consumed_quantity",
+    "consumed_unit",
+    "cost_center",
+    "reference_1",
+    "reference_2",
+    "tags",
+    "billed_cost",
+    "list_cost",
+    "review_status",
+)
+
+
+def detail_charges(
+    period: BillingPeriod, groups: list[StatementGroup], currency: str
+) -> Iterator[tuple[StatementGroup, dict, Decimal]]:
+    """(group, charge values, allocated cents) for every billable charge of one currency, in the
+    groups' order; each group's cents add up to its amount due. One streamed query; only one
+    group's charges are in memory at a time."""
+    by_key = {(g.pi_id, g.project_id, g.fund_org): g for g in groups if g.currency == currency}
+    charges = (
+        billable_charges(period)
+        .filter(billing_currency=currency)
+        .order_by(
+            "pi__email",
+            "project__code",
+            "fund_org",
+            "source__name",
+            "import_file_id",
+            "line_number",
+            "id",
+        )
+        .values(*DETAIL_FIELDS)
+        .iterator(chunk_size=5000)
+    )
+    batch: list[dict] = []
+    key = None
+    for charge in charges:
+        this = (charge["pi_id"], charge["project_id"], charge["fund_org"])
+        if this != key and batch:
+            yield from _allocated(by_key[key], batch)
+            batch = []
+        key = this
+        batch.append(charge)
+    if batch:
+        yield from _allocated(by_key[key], batch)
+
+
+def _allocated(group: StatementGroup, charges: list[dict]):
+    cents = allocate_cents({c["id"]: c["billed_cost"] for c in charges}, total=group.amount_due)
+    for charge in charges:
+        yield group, charge, cents[charge["id"]]
+
+
+# -- dates --------------------------------------------------------------------------------------
+
+
+def period_dates(period: BillingPeriod) -> tuple[date, date]:
+    year, month = (int(x) for x in period.key.split("-"))
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
