@@ -34,12 +34,12 @@ def child(rows: int, workdir: Path) -> dict:
     django.setup()
     from django.core.management import call_command
     from django.db import connection
+    from focus_synth import generate
 
     from accounts.models import AuditEvent
     from billing.config import parse_config
     from billing.models import BillingPeriod, Charge, Flag, ReviewDecision
     from billing.services import charge_approve, import_files
-    from focus_synth import generate
 
     call_command("migrate", verbosity=0)
     path = workdir / "review.csv"
