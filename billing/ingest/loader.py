@@ -12,7 +12,7 @@ from datetime import datetime
 
 from django.db import connection
 
-from ..models import Charge
+from ..models import Charge, ReviewDecision
 
 # Charge columns written by the importer, in row-tuple order.
 INSERT_COLUMNS = (
@@ -135,11 +135,16 @@ class RowWriter:
 
 
 def delete_charges(ids: list[int]) -> None:
-    """Delete charges by id, in chunks that stay under every database's parameter limit."""
+    """Delete charges by id, in chunks that stay under every database's parameter limit.
+
+    A replaced charge leaves the review history: its links to review decisions go with it (the
+    decisions stay, with the count and amount they decided)."""
+    links = connection.ops.quote_name(ReviewDecision.charges.through._meta.db_table)
     with connection.cursor() as cursor:
         for start in range(0, len(ids), 5000):
             chunk = ids[start : start + 5000]
             marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"DELETE FROM {links} WHERE charge_id IN ({marks})", chunk)
             cursor.execute(f"DELETE FROM {TABLE} WHERE id IN ({marks})", chunk)
 
 

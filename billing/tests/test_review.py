@@ -374,3 +374,35 @@ def test_period_figures_are_cached_until_a_decision_or_import_changes_them(
         write_focus([{"BilledCost": "4.00"}], name="more.csv"), source="aws", extra=("--append",)
     )
     assert period_summary(period)["totals"]["USD"]["billable"] == "7.75"
+
+
+def test_a_restated_delivery_replaces_reviewed_charges_and_keeps_the_decision(
+    month, ingest, write_focus
+):
+    charge_approve(charges=Charge.objects.filter(resource_id="bad-fund-1"))
+    decision = ReviewDecision.objects.get()
+    # The source restates the month: the approved row's cost changed, the rest are identical.
+    receipt = ingest(
+        write_focus(
+            [
+                {"BilledCost": "10.00", "ResourceId": "clean", "Tags": GOOD_TAGS},
+                {"BilledCost": "1.10", "ResourceId": "bad-fund-1", "Tags": BAD_FUND},
+                {"BilledCost": "2.0000000001", "ResourceId": "bad-fund-2", "Tags": BAD_FUND},
+                {
+                    "BilledCost": "7.25",
+                    "ResourceId": "untagged",
+                    "SubAccountId": "acct-9",
+                    "Tags": "",
+                },
+            ],
+            name="restated.csv",
+        ),
+        source="aws",
+    )
+    assert receipt["status"] == "replaced"
+    restated = charge("bad-fund-1")
+    assert restated.billed_cost == D("1.10")
+    assert restated.review_status == "flagged"  # a new row: decided again
+    decision.refresh_from_db()
+    assert decision.charge_count == 1  # the decision stays in the history with its figures
+    assert decision.charges.count() == 0  # its charge was replaced
