@@ -34,6 +34,7 @@ review:
   fund_org_patterns: ['^[A-Z]{2,6}-[A-Z0-9-]+$']
 """
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+PG_DATABASE = os.environ.get("BENCH_PG_DATABASE", "ocb_bench")  # dropped and re-created
 
 
 def run(cmd, env):
@@ -48,9 +49,9 @@ def fresh_database(kind: str, workdir: Path) -> str:
     import psycopg
 
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS ocb_bench")
-        conn.execute("CREATE DATABASE ocb_bench")
-    return "postgres://postgres@127.0.0.1:5432/ocb_bench"
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE}")
+        conn.execute(f"CREATE DATABASE {PG_DATABASE}")
+    return f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
 
 
 def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
@@ -59,6 +60,7 @@ def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
         DATABASE_URL=fresh_database(kind, workdir),
         OPENCHARGEBACK_HOME=str(workdir / "home"),
     )
+    env.setdefault("DJANGO_SECRET_KEY", "bench-only-" + os.urandom(16).hex())
     python = sys.executable
     migrate = run([python, "manage.py", "migrate", "-v0"], env)
     if migrate.returncode:
@@ -70,8 +72,9 @@ def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
         "import resource,subprocess,sys,time;"
         "t=time.perf_counter();p=subprocess.run(sys.argv[1:]);"
         "e=time.perf_counter()-t;"
-        "r=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss;"
-        "print(f'{e} {r}',file=sys.stderr);sys.exit(p.returncode)"
+        "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(f'{e} {u.ru_maxrss} {u.ru_utime+u.ru_stime}',file=sys.stderr);"
+        "sys.exit(p.returncode)"
     )
     cmd = [
         python,
@@ -87,10 +90,12 @@ def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
         str(config),
         "--json",
     ]
+    load_before = os.getloadavg()[0]
     proc = run(cmd, env)
+    load_after = os.getloadavg()[0]
     if proc.returncode:
         raise SystemExit(f"ingest failed on {kind}:\n{proc.stderr[-3000:]}")
-    elapsed, max_rss_kb = proc.stderr.strip().splitlines()[-1].split()
+    elapsed, max_rss_kb, cpu = proc.stderr.strip().splitlines()[-1].split()
     elapsed = float(elapsed)
     receipt = json.loads(proc.stdout)
     totals = receipt["totals"]["USD"]
@@ -115,6 +120,8 @@ def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
         "seconds": round(elapsed, 2),
         "rows_per_s": int(receipt["rows_imported"] / elapsed),
         "peak_mb": int(int(max_rss_kb) / 1024),
+        "cpu_s": round(float(cpu), 1),  # the ingest process's user + system CPU time
+        "load_1m": f"{load_before:.1f}->{load_after:.1f}",
         "flagged": receipt["rows_flagged"],
         "totals_exact": exact,
         "reimport": status_again,
@@ -122,18 +129,43 @@ def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
     }
 
 
+def _generated(csv_path: Path, rows: int) -> dict:
+    """Generate the file, or reuse one a previous run generated with the same row count."""
+    sidecar = csv_path.with_name(csv_path.name + ".totals.json")
+    if csv_path.exists() and sidecar.exists():
+        saved = json.loads(sidecar.read_text())
+        if saved["rows"] == rows and saved["size"] == csv_path.stat().st_size:
+            return {**saved, "billed": Decimal(saved["billed"]), "list": Decimal(saved["list"])}
+    expected = generate(csv_path, rows, month="2026-10", seed=1)
+    sidecar.write_text(
+        json.dumps(
+            {
+                **expected,
+                "billed": str(expected["billed"]),
+                "list": str(expected["list"]),
+                "size": csv_path.stat().st_size,
+            }
+        )
+    )
+    return expected
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--db", action="append", choices=["sqlite", "postgres"])
-    parser.add_argument("--file", help="Use this synthetic file instead of generating one.")
+    parser.add_argument(
+        "--file",
+        help="Keep the synthetic file here; reused when it exists with its totals beside it "
+        "(FILE.totals.json, written by a previous run).",
+    )
     args = parser.parse_args()
     dbs = args.db or ["sqlite", "postgres"]
     with tempfile.TemporaryDirectory(prefix="ocb-bench-") as tmp:
         workdir = Path(tmp)
         csv_path = Path(args.file) if args.file else workdir / "synthetic.csv"
         t0 = time.perf_counter()
-        expected = generate(csv_path, args.rows, month="2026-10", seed=1)
+        expected = _generated(csv_path, args.rows)
         print(
             f"generated {args.rows:,} rows in {time.perf_counter() - t0:.1f}s "
             f"({csv_path.stat().st_size / 1e6:.0f} MB); billed {expected['billed']}, "

@@ -1,11 +1,13 @@
 """Turn a batch of text columns into charge rows: parse, attribute, flag, fingerprint.
 
-Work is done column by column, and everything that repeats across the rows of a month (dates,
-tags, attribution, flag decisions, often costs) is computed once and cached: an hourly export
-repeats each resource's tags hundreds of times.
+Work is done column by column with pyarrow and numpy, never row by row in Python. Whatever depends
+only on a value (dates, currencies, tags, attribution and flag decisions, JSON quoting) is
+computed once per distinct value and spread over the rows with a vectorised take, and cached
+across batches: an hourly export repeats each resource's tags hundreds of times.
 
 Invariants:
-- Amounts are parsed from the text into Decimal (billing/money.py); totals are exact sums.
+- Amounts are validated from the text (billing/money.py) and stored as that text; totals are
+  exact sums of it (ingest/exact.py).
 - A value that doesn't parse is a problem with file, line and column; the import is refused.
 - Every row becomes a charge; a row that can't be billed as it is carries every reason (Flag).
 """
@@ -17,17 +19,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from hashlib import blake2b
 from json.encoder import encode_basestring
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import BillingConfig
 from ..models import PI, Flag, Project
-from ..money import MAX_DECIMAL_PLACES, MAX_INTEGER_DIGITS, ZERO, MoneyParseError, parse_money
+from ..money import MAX_DECIMAL_PLACES, MAX_INTEGER_DIGITS, MoneyParseError, parse_money
 from .columns import DATETIME_FIELDS, FOCUS_NAMES, MONEY_FIELDS, QUANTITY_FIELDS
+from .exact import ExactColumn
 
 TEXT_FIELDS = (
     "charge_category",
@@ -67,19 +70,48 @@ class Attribution:
     flags: int
 
 
+def distinct(array: pa.Array) -> tuple[list, np.ndarray]:
+    """(the column's distinct values, None last; each row's index into them).
+
+    Work that depends only on a value (parsing, attribution, JSON quoting) is then done once per
+    distinct value and spread back over the rows with a vectorised take.
+    """
+    encoded = pc.dictionary_encode(array)
+    values = encoded.dictionary.to_pylist()
+    values.append(None)
+    codes = pc.fill_null(encoded.indices, len(values) - 1).to_numpy(zero_copy_only=False)
+    return values, codes.astype(np.int64, copy=False)
+
+
+def spread(per_value: list, codes: np.ndarray, kind: pa.DataType | None = None) -> pa.Array:
+    """One value per row from one value per distinct code."""
+    return pa.array(per_value, type=kind).take(pa.array(codes))
+
+
+def combine_codes(*parts: tuple[list, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct combinations of several columns: (first row of each combination, row codes)."""
+    key = np.zeros(len(parts[0][1]), dtype=np.int64)
+    for values, codes in parts:
+        key = key * len(values) + codes
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
+
+
 @dataclass
 class BuiltBatch:
-    """Charge column values for one batch, each a list with one value per row."""
+    """Charge columns for one batch as Arrow arrays, and what placing and totalling need."""
 
     count: int
     first_line: int
-    columns: dict[str, list] = field(default_factory=dict)
-    period_keys: list[str] = field(default_factory=list)
+    columns: dict[str, pa.Array] = field(default_factory=dict)
+    period_keys: list[str] = field(default_factory=list)  # distinct months, "" for none
+    period_codes: np.ndarray | None = None  # each row's index into period_keys
     content_hashes: list[str] = field(default_factory=list)
-    billed: list[Decimal] = field(default_factory=list)
-    listed: list[Decimal | None] = field(default_factory=list)
-    currencies: list[str] = field(default_factory=list)
-    flags: list[int] = field(default_factory=list)
+    billed: ExactColumn | None = None
+    listed: ExactColumn | None = None
+    currencies: list[str] = field(default_factory=list)  # distinct currency codes
+    currency_codes: np.ndarray | None = None  # each row's index into currencies
+    flags: np.ndarray | None = None
 
 
 class RowBuilder:
@@ -137,46 +169,36 @@ class RowBuilder:
         n = batch.count
         out = BuiltBatch(count=n, first_line=batch.first_line)
         columns = out.columns
-        nulls = [None] * n
-        blanks = [""] * n
-
-        def text(name):
-            index = fields.get(name)
-            return batch.column(index) if index is not None else nulls
-
+        nulls = pa.nulls(n, pa.string())
+        blanks = pa.repeat("", n)
         where = f"{file_name} line {{line}}, column {{column}}"
 
-        # Costs and quantities: exact Decimals for totals, canonical text for storage.
+        def array(name):
+            index = fields.get(name)
+            return batch.arrays[index] if index is not None else nulls
+
+        # Costs and quantities: canonical text for storage; exact integer parts for totals.
         for name in MONEY_FIELDS + QUANTITY_FIELDS:
             if name not in fields:
-                columns[name] = nulls
-                if name == "billed_cost":
-                    out.billed = [ZERO] * n
+                columns[name] = pa.repeat("0", n) if name == "billed_cost" else nulls
                 continue
-            values, stored = self._money_column(
-                batch.arrays[fields[name]],
+            columns[name] = self._money_column(
+                array(name),
                 where,
                 FOCUS_NAMES[name],
                 batch.first_line,
                 required=name == "billed_cost",
-                want_values=name in ("billed_cost", "list_cost"),
             )
-            columns[name] = stored
-            if name == "billed_cost":
-                out.billed = values
-            elif name == "list_cost":
-                out.listed = values
-        if not out.listed:
-            out.listed = nulls
+        out.billed = ExactColumn(columns["billed_cost"])
+        out.listed = ExactColumn(columns["list_cost"])
 
         # Dates: few distinct values per month, each parsed once.
-        parsed_start = None
         for name in DATETIME_FIELDS:
             if name not in fields:
                 columns[name] = nulls
                 continue
-            parsed, stored = self._datetime_column(
-                text(name),
+            parsed, codes, stored = self._datetime_column(
+                array(name),
                 where,
                 FOCUS_NAMES[name],
                 batch.first_line,
@@ -184,151 +206,165 @@ class RowBuilder:
             )
             columns[name] = stored
             if name == "billing_period_start":
-                parsed_start = parsed
-        out.period_keys = [
-            "" if dt is None else f"{dt.year:04d}-{dt.month:02d}" for dt in parsed_start
-        ]
+                keys = ["" if dt is None else f"{dt.year:04d}-{dt.month:02d}" for dt in parsed]
+                out.period_keys = sorted(set(keys))
+                index = {key: i for i, key in enumerate(out.period_keys)}
+                out.period_codes = np.array([index[k] for k in keys], dtype=np.int64)[codes]
 
         for name in TEXT_FIELDS:
-            columns[name] = [v or "" for v in text(name)] if name in fields else blanks
+            columns[name] = pc.fill_null(array(name), "") if name in fields else blanks
 
         # Currency: the column, or the configured currency when the file has none.
         currency = self.config.currency
         if "billing_currency" in fields:
-            raw = text("billing_currency")
-            currencies = [currency if v is None else v.strip().upper() for v in raw]
-            for offset, code in enumerate(currencies):
-                if not _CURRENCY.match(code):
-                    self.problem(
-                        where.format(line=batch.first_line + offset, column="BillingCurrency"),
-                        f"not a currency code: {raw[offset]!r}",
-                    )
+            raw, codes = distinct(array("billing_currency"))
+            cleaned = [currency if v is None else v.strip().upper() for v in raw]
+            bad = [i for i, code in enumerate(cleaned) if not _CURRENCY.match(code)]
+            for offset in _rows_with(codes, bad):
+                self.problem(
+                    where.format(line=batch.first_line + offset, column="BillingCurrency"),
+                    f"not a currency code: {raw[codes[offset]]!r}",
+                )
+            out.currencies = sorted(set(cleaned))
+            index = {code: i for i, code in enumerate(out.currencies)}
+            out.currency_codes = np.array([index[c] for c in cleaned], dtype=np.int64)[codes]
+            columns["billing_currency"] = spread(cleaned, codes, pa.string())
         else:
-            currencies = [currency] * n
-        columns["billing_currency"] = currencies
-        out.currencies = currencies
+            out.currencies = [currency]
+            out.currency_codes = np.zeros(n, dtype=np.int64)
+            columns["billing_currency"] = pa.repeat(currency, n)
 
-        # Tags, attribution and flags.
-        tags_text = text("tags")
-        sub_accounts = columns["sub_account_id"]
-        billing_accounts = columns["billing_account_id"]
-        services = columns["service_name"]
-        resource_ids = columns["resource_id"]
-        resource_names = columns["resource_name"]
-        stored_tags = []
-        pi_ids, project_ids, funds, centers, refs1, refs2, flag_list = [], [], [], [], [], [], []
-        requested = self.requested_period
-        patterns = self.config.flag_patterns
-        invalid_tags_raw: dict[int, str] = {}
-        for i in range(n):
-            tags = tags_text[i]
-            key = (tags, sub_accounts[i], billing_accounts[i])
+        # Tags and attribution: once per distinct (tags, sub-account, billing account).
+        tags = distinct(array("tags"))
+        subs = distinct(columns["sub_account_id"])
+        accounts = distinct(columns["billing_account_id"])
+        first, codes = combine_codes(tags, subs, accounts)
+        found = []
+        for row in first.tolist():
+            key = (tags[0][tags[1][row]], subs[0][subs[1][row]], accounts[0][accounts[1][row]])
             attribution = self._attribution.get(key)
-            if attribution is None:
-                attribution = self._attribute(*key)
-            tag_info = self._tags.get(tags) or self._tag_info(tags)
-            stored_tags.append(tag_info[0])
-            if tag_info[2]:
-                invalid_tags_raw[i] = tags
-            flags = attribution.flags
-            if currencies[i] != currency:
-                flags |= Flag.CURRENCY
-            if requested and out.period_keys[i] != requested:
-                flags |= Flag.OTHER_PERIOD
-            if patterns and self._pattern_hit(services[i], resource_ids[i], resource_names[i]):
-                flags |= Flag.PATTERN_MATCH
-            pi_ids.append(attribution.pi_id)
-            project_ids.append(attribution.project_id)
-            funds.append(attribution.fund_org)
-            centers.append(attribution.cost_center)
-            refs1.append(attribution.reference_1)
-            refs2.append(attribution.reference_2)
-            flag_list.append(int(flags))
-        columns.update(
-            tags=stored_tags,
-            pi_id=pi_ids,
-            project_id=project_ids,
-            fund_org=funds,
-            cost_center=centers,
-            reference_1=refs1,
-            reference_2=refs2,
-            flags=flag_list,
+            found.append(attribution if attribution is not None else self._attribute(*key))
+        columns["pi_id"] = spread([a.pi_id for a in found], codes, pa.int64())
+        columns["project_id"] = spread([a.project_id for a in found], codes, pa.int64())
+        for name in ("fund_org", "cost_center", "reference_1", "reference_2"):
+            columns[name] = spread([getattr(a, name) for a in found], codes, pa.string())
+        flags = np.array([a.flags for a in found], dtype=np.int64)[codes]
+        tag_infos = [self._tag_info(value) for value in tags[0]]
+        columns["tags"] = spread([info[0] for info in tag_infos], tags[1], pa.string())
+
+        if self.config.flag_patterns:
+            services = distinct(columns["service_name"])
+            resource_ids = distinct(columns["resource_id"])
+            resource_names = distinct(columns["resource_name"])
+            first, codes = combine_codes(services, resource_ids, resource_names)
+            hits = [
+                self._pattern_hit(
+                    services[0][services[1][row]],
+                    resource_ids[0][resource_ids[1][row]],
+                    resource_names[0][resource_names[1][row]],
+                )
+                for row in first.tolist()
+            ]
+            flags |= np.where(np.array(hits, dtype=bool)[codes], int(Flag.PATTERN_MATCH), 0)
+        if currency in out.currencies:
+            other_currency = out.currency_codes != out.currencies.index(currency)
+            flags |= np.where(other_currency, int(Flag.CURRENCY), 0)
+        else:
+            flags |= int(Flag.CURRENCY)
+        requested = self.requested_period
+        if requested:
+            other = [int(Flag.OTHER_PERIOD) * (key != requested) for key in out.period_keys]
+            flags |= np.array(other, dtype=np.int64)[out.period_codes]
+        out.flags = flags
+        columns["flags"] = pa.array(flags)
+        columns["review_status"] = pc.if_else(pa.array(flags != 0), "flagged", "clean")
+
+        invalid_tags = [
+            f'"Tags":{encode_basestring(raw)},' if info[2] else None
+            for raw, info in zip(tags[0], tag_infos, strict=True)
+        ]
+        columns["extra"] = self._extra_column(batch, extra, n, invalid_tags, tags[1])
+        columns["line_number"] = pa.array(
+            np.arange(batch.first_line, batch.first_line + n, dtype=np.int64)
         )
-        columns["review_status"] = ["flagged" if f else "clean" for f in flag_list]
-        out.flags = flag_list
-        columns["extra"] = self._extra_column(batch, extra, n, invalid_tags_raw)
-        columns["line_number"] = list(range(batch.first_line, batch.first_line + n))
         out.content_hashes = self._content_hashes(batch, fields, extra)
         return out
 
     # -- columns ------------------------------------------------------------------------
 
-    def _money_column(self, array, where, column, first_line, *, required, want_values):
-        """(Decimals or None, stored text) for one cost or quantity column.
+    def _money_column(self, array, where, column, first_line, *, required) -> pa.Array:
+        """Stored text for one cost or quantity column.
 
         Plain decimals within range are recognised by a vectorised regex; only the other values
         (E notation, junk, NaN, empty where required) take the slow path that explains them.
-        Decimal objects are built only where a total needs them (`want_values`).
         """
         stored = pc.utf8_trim_whitespace(array)
         plain = pc.match_substring_regex(stored, _PLAIN_NUMBER)
         ok = pc.fill_null(plain, not required)
+        if pc.all(ok).as_py():
+            return stored
         texts = stored.to_pylist()
-        if not pc.all(ok).as_py():
-            for offset in pc.indices_nonzero(pc.invert(ok)).to_pylist():
-                raw = texts[offset]
-                if raw is None:
-                    self.problem(where.format(line=first_line + offset, column=column), "empty")
-                    texts[offset] = "0"
-                    continue
-                try:
-                    _, texts[offset] = parse_money(raw)
-                except MoneyParseError as exc:
-                    self.problem(where.format(line=first_line + offset, column=column), str(exc))
-                    texts[offset] = "0"
-        if not want_values:
-            return None, texts
-        return [None if t is None else Decimal(t) for t in texts], texts
-
-    def _datetime_column(self, texts, where, column, first_line, *, required):
-        cache = self._datetimes
-        parsed, stored = [], []
-        for offset, raw in enumerate(texts):
-            hit = cache.get(raw)
-            if hit is None:
-                if raw is None:
-                    hit = (None, None)
-                else:
-                    value = parse_datetime(raw)
-                    if value is None:
-                        self.problem(
-                            where.format(line=first_line + offset, column=column),
-                            f"not a date-time in 2000-2099: {raw!r}",
-                        )
-                        hit = (None, None)
-                        parsed.append(None)
-                        stored.append(None)
-                        continue
-                    hit = (value, self.adapt_datetime(value))
-                cache[raw] = hit
-            if required and hit[0] is None and raw is None:
+        for offset in pc.indices_nonzero(pc.invert(ok)).to_pylist():
+            raw = texts[offset]
+            if raw is None:
                 self.problem(where.format(line=first_line + offset, column=column), "empty")
+                texts[offset] = "0"
+                continue
+            try:
+                _, texts[offset] = parse_money(raw)
+            except MoneyParseError as exc:
+                self.problem(where.format(line=first_line + offset, column=column), str(exc))
+                texts[offset] = "0"
+        return pa.array(texts, pa.string())
+
+    def _datetime_column(self, array, where, column, first_line, *, required):
+        """(parsed value per distinct text, each row's code, stored values as an array)."""
+        cache = self._datetimes
+        raw, codes = distinct(array)
+        parsed, stored, bad = [], [], []
+        for i, text in enumerate(raw):
+            hit = cache.get(text)
+            if hit is None:
+                value = None if text is None else parse_datetime(text)
+                if value is None:
+                    hit = (None, None)
+                    if text is not None:
+                        bad.append(i)
+                else:
+                    hit = (value, self.adapt_datetime(value))
+                    if len(cache) >= CACHE_LIMIT:
+                        cache.clear()
+                    cache[text] = hit
             parsed.append(hit[0])
             stored.append(hit[1])
-        return parsed, stored
+        if required:
+            bad.append(len(raw) - 1)  # the null code: an empty required value
+        for offset in _rows_with(codes, bad):
+            text = raw[codes[offset]]
+            self.problem(
+                where.format(line=first_line + offset, column=column),
+                "empty" if text is None else f"not a date-time in 2000-2099: {text!r}",
+            )
+        kind = pa.string() if all(v is None or isinstance(v, str) for v in stored) else None
+        return parsed, codes, spread(stored, codes, kind)
 
-    def _extra_column(self, batch, extra, n, invalid_tags_raw):
+    def _extra_column(self, batch, extra, n, invalid_tags, tag_codes):
         """Every column we don't model, as JSON text by header; nulls left out."""
-        if not extra and not invalid_tags_raw:
-            return ["{}"] * n
-        keys = [(encode_basestring(header), batch.column(index)) for header, index in extra.items()]
-        out = []
-        for i in range(n):
-            parts = [f"{k}:{encode_basestring(col[i])}" for k, col in keys if col[i] is not None]
-            if i in invalid_tags_raw:
-                parts.append(f'"Tags":{encode_basestring(invalid_tags_raw[i])}')
-            out.append("{" + ",".join(parts) + "}")
-        return out
+        parts = []
+        for header, index in extra.items():
+            values, codes = distinct(batch.arrays[index])
+            key = encode_basestring(header)
+            encoded = [None if v is None else f"{key}:{encode_basestring(v)}," for v in values]
+            parts.append(spread(encoded, codes, pa.string()))
+        if any(invalid_tags):
+            parts.append(spread(invalid_tags, tag_codes, pa.string()))
+        if not parts:
+            return pa.repeat("{}", n)
+        # Each part ends in a comma; the last one is trimmed. (A join that skips nulls would be
+        # simpler, but pyarrow drops the rows where every part is null.)
+        joined = pc.binary_join_element_wise(*[pc.fill_null(p, "") for p in parts], "")
+        joined = pc.utf8_rtrim(joined, characters=",")
+        return pc.binary_join_element_wise("{", joined, "}", "")
 
     def _content_hashes(self, batch, fields, extra):
         """A 128-bit hash of each row's full content, independent of column order."""
@@ -340,7 +376,8 @@ class RowBuilder:
         joined = pc.binary_join_element_wise(
             *arrays, pa.scalar("\x1f"), null_handling="replace", null_replacement="\x00"
         )
-        return [blake2b(row.encode(), digest_size=16).hexdigest() for row in joined.to_pylist()]
+        rows = joined.cast(pa.binary()).to_pylist()
+        return [blake2b(row, digest_size=16).hexdigest() for row in rows]
 
     # -- attribution and flags ------------------------------------------------------------
 
@@ -353,7 +390,8 @@ class RowBuilder:
             info = (None, {}, False)
         else:
             try:
-                parsed = json.loads(tags)
+                # Strict JSON (no NaN or Infinity), as the databases' JSON columns require.
+                parsed = json.loads(tags, parse_constant=_not_json)
             except ValueError:
                 parsed = None
             if isinstance(parsed, dict):
@@ -433,6 +471,17 @@ class RowBuilder:
                 self._patterns.clear()
             self._patterns[key] = hit
         return hit
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _rows_with(codes: np.ndarray, bad: list[int]) -> list[int]:
+    """The rows (offsets in the batch, in order) whose code is one of `bad`."""
+    if not bad:
+        return []
+    return np.flatnonzero(np.isin(codes, bad)).tolist()
 
 
 def parse_datetime(text: str) -> datetime | None:

@@ -42,7 +42,9 @@ def test_nothing_to_allocate():
 def test_ten_decimal_parts_always_tie(seed):
     rng = random.Random(seed)
     for _ in range(200):
-        parts = {i: D(rng.randint(-10**12, 10**12)).scaleb(-10) for i in range(rng.randint(1, 40))}
+        parts = {
+            i: D(rng.randint(-(10**12), 10**12)).scaleb(-10) for i in range(rng.randint(1, 40))
+        }
         allocated = allocate_cents(parts)
         assert sum(allocated.values()) == round_cents(sum(parts.values()))
         assert all(abs(allocated[k] - parts[k]) < D("0.01") for k in parts)
