@@ -17,6 +17,7 @@ from import_export.widgets import ForeignKeyWidget
 
 from accounts.models import AuditEvent
 
+from .admin_pis import PIDelegateInline, PIPeriodFilter, invite_pis_action
 from .admin_review import (
     CappedCountPaginator,
     ChargeCategoryFilter,
@@ -213,8 +214,11 @@ class BillingPeriodAdmin(admin.ModelAdmin):
 @admin.register(PI)
 class PIAdmin(admin.ModelAdmin):
     list_display = ("email", "name", "user")
+    list_filter = (PIPeriodFilter,)
     search_fields = ("email", "name")
     raw_id_fields = ("user",)
+    actions = [invite_pis_action]
+    inlines = [PIDelegateInline]
 
 
 @admin.register(Project)

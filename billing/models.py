@@ -270,15 +270,29 @@ class Charge(models.Model):
 
     BILLABLE_STATUSES = (ReviewStatus.CLEAN, ReviewStatus.APPROVED)
 
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+", db_index=False)
+    # No database-level foreign key on source, period and import_file: each has one value per
+    # import, set by the importer from rows it created or locked in the same transaction, and
+    # Django still enforces PROTECT on delete. PostgreSQL checks a deferred foreign key row by
+    # row at commit; for these three that cost ~15 µs per imported row (docs/benchmarks.md).
+    source = models.ForeignKey(
+        Source, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
     period = models.ForeignKey(
-        BillingPeriod, on_delete=models.PROTECT, related_name="charges", db_index=False
+        BillingPeriod,
+        on_delete=models.PROTECT,
+        related_name="charges",
+        db_index=False,
+        db_constraint=False,
     )
     # FK indexes on import_file, pi and project are left out on purpose: rows arrive in random
     # order of them, and maintaining those B-trees doubled the cost of a million-row import.
     # Queries reach charges by period first (the composite indexes below).
     import_file = models.ForeignKey(
-        ImportFile, on_delete=models.PROTECT, related_name="charges", db_index=False
+        ImportFile,
+        on_delete=models.PROTECT,
+        related_name="charges",
+        db_index=False,
+        db_constraint=False,
     )
     line_number = models.PositiveIntegerField(help_text="Record number in the file; header is 1.")
     fingerprint = models.CharField(max_length=32)

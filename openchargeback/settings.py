@@ -3,14 +3,21 @@
 - DATABASE_URL unset: SQLite in the instance folder. A postgres:// URL selects PostgreSQL.
 - CELERY_BROKER_URL unset: Celery tasks run in-process. Set it (redis://…) to use workers.
 - DJANGO_DEBUG unset: no debug. DJANGO_SECRET_KEY: required unless DEBUG is on.
+- Production (DEBUG off) is secure by default: HTTPS, cookies, HSTS, CSP, login lockout, the
+  admin's path, single sign-on; each has its variable (the security block, docs/security.md).
 - OPENCHARGEBACK_HOME: the instance folder (database, uploads, statements); default ./instance.
 - OPENCHARGEBACK_CONFIG: the institution's billing configuration (YAML); commands also take -c.
 """
 
 import os
+import secrets
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = Path(os.environ.get("OPENCHARGEBACK_HOME", BASE_DIR / "instance"))
@@ -26,7 +33,25 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 DEBUG = env_bool("DJANGO_DEBUG")
 _DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", _DEV_SECRET_KEY)
+# The key signs sessions and password-reset links: production (DEBUG off) must set its own,
+# in DJANGO_SECRET_KEY or in a file named by DJANGO_SECRET_KEY_FILE (a container secret).
+# Test runs (pytest) get a throwaway key, exported so the workers they start share it.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY and os.environ.get("DJANGO_SECRET_KEY_FILE"):
+    SECRET_KEY = Path(os.environ["DJANGO_SECRET_KEY_FILE"]).read_text().strip()
+# Test runs are development too: HTTPS-only defaults below follow PRODUCTION, not just DEBUG.
+_TESTING = "pytest" in sys.modules
+if not SECRET_KEY and _TESTING:
+    SECRET_KEY = os.environ["DJANGO_SECRET_KEY"] = "test-only-" + secrets.token_urlsafe(40)
+if not SECRET_KEY and DEBUG:
+    SECRET_KEY = _DEV_SECRET_KEY
+if not DEBUG and SECRET_KEY in ("", _DEV_SECRET_KEY):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is required when DEBUG is off (production): set it to a long random "
+        "value (python -c 'import secrets; print(secrets.token_urlsafe(50))'), or point "
+        "DJANGO_SECRET_KEY_FILE at a file holding one. The development key is accepted only "
+        "with DJANGO_DEBUG=1."
+    )
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",")
 ]
@@ -40,7 +65,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "crispy_forms",
+    "crispy_bootstrap4",
     "import_export",
+    "axes",
+    "csp",
+    "statements.portal.apps.PortalConfig",  # the PI portal; audits lockouts
     "accounts",
     "billing",
     "statements",
@@ -55,6 +84,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Refuses locked-out logins; last, as django-axes requires.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "openchargeback.urls"
@@ -99,6 +131,112 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# --- Security (docs/security.md) -------------------------------------------------------------
+PRODUCTION = not DEBUG and not _TESTING
+# Production is DEBUG off, and every protection here is on by default; environment variables
+# may loosen one where a deployment needs it. Development (DJANGO_DEBUG=1) serves plain HTTP.
+#
+# HTTPS. Behind a proxy that terminates TLS, set DJANGO_SECURE_PROXY_SSL_HEADER=1 so the
+# proxy's X-Forwarded-Proto says the request was HTTPS (only if the proxy always sets it).
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = int(
+    os.environ.get("DJANGO_SECURE_HSTS_SECONDS", str(365 * 24 * 3600) if PRODUCTION else "0")
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Cookies: HTTPS-only in production, never readable by scripts, not sent cross-site.
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", PRODUCTION)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+# Sessions end after OPENCHARGEBACK_SESSION_IDLE_MINUTES without a request (default 60: each
+# request renews the expiry) and when the browser closes.
+SESSION_COOKIE_AGE = 60 * int(os.environ.get("OPENCHARGEBACK_SESSION_IDLE_MINUTES", "60"))
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# Request size. Form fields (everything but files) at most 5 MB; uploaded files spill to disk
+# beyond 5 MB. The admin upload's own size and type limits are OPENCHARGEBACK_UPLOAD_MAX_BYTES
+# and billing/services/uploads.py.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000  # the admin's bulk actions post one field per row
+DATA_UPLOAD_MAX_NUMBER_FILES = 100
+FILE_UPLOAD_PERMISSIONS = 0o640
+
+# Content-Security-Policy (django-csp): scripts only from this site's static files, never
+# inline; styles may use inline attributes (the admin's templates do); no framing, no plugins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# Login throttling (django-axes). OPENCHARGEBACK_LOGIN_FAILURE_LIMIT failures (default 10) lock
+# what OPENCHARGEBACK_LOCKOUT_BY names: "username,ip_address" (default: the account, and
+# separately the address), "username+ip_address" (the pair only), "ip_address", or "username", for
+# OPENCHARGEBACK_LOCKOUT_MINUTES (default 30; 0: until an admin runs `axes_reset`).
+# Lockouts are audited (statements/portal/signals.py). Behind N proxies,
+# OPENCHARGEBACK_PROXY_COUNT=N reads the client's address from X-Forwarded-For.
+AXES_FAILURE_LIMIT = int(os.environ.get("OPENCHARGEBACK_LOGIN_FAILURE_LIMIT", "10"))
+_LOCKOUT_BY = os.environ.get("OPENCHARGEBACK_LOCKOUT_BY", "username,ip_address")
+AXES_LOCKOUT_PARAMETERS = [
+    item.split("+") if "+" in item else item
+    for item in (i.strip() for i in _LOCKOUT_BY.split(","))
+    if item
+]
+_LOCKOUT_MINUTES = int(os.environ.get("OPENCHARGEBACK_LOCKOUT_MINUTES", "30"))
+AXES_COOLOFF_TIME = timedelta(minutes=_LOCKOUT_MINUTES) if _LOCKOUT_MINUTES else None
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_IPWARE_PROXY_COUNT = int(os.environ.get("OPENCHARGEBACK_PROXY_COUNT", "0")) or None
+AXES_VERBOSE = False
+
+# Authentication: axes first (it refuses locked-out attempts), then passwords. With
+# OPENCHARGEBACK_REMOTE_USER_HEADER (e.g. "X-Remote-User", set by the campus single sign-on
+# proxy in front of the site, which must strip it from clients' requests), the header's email
+# logs in the PI with that email; it never creates a user and never logs in staff.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+OPENCHARGEBACK_REMOTE_USER_HEADER = os.environ.get("OPENCHARGEBACK_REMOTE_USER_HEADER", "")
+if OPENCHARGEBACK_REMOTE_USER_HEADER:
+    AUTHENTICATION_BACKENDS.insert(1, "statements.portal.sso.PIEmailRemoteUserBackend")
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+        "statements.portal.sso.PIRemoteUserMiddleware",
+    )
+
+# The admin's URL (OPENCHARGEBACK_ADMIN_PATH, default "admin/"): a less guessable path keeps
+# scanners off its login page. The portal is at /portal/, its login at /accounts/login/.
+OPENCHARGEBACK_ADMIN_PATH = os.environ.get("OPENCHARGEBACK_ADMIN_PATH", "admin/").strip("/") + "/"
+LOGIN_URL = "portal-login"
+LOGIN_REDIRECT_URL = "portal:home"
+LOGOUT_REDIRECT_URL = "portal-login"
+PASSWORD_RESET_TIMEOUT = 3 * 24 * 3600  # invitation and reset links: three days
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -117,11 +255,35 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-run is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task of a killed worker comes back after this many seconds (Redis's default is an hour).
+# Keep it above the longest email retry delay (docs/statements.md).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
+}
 CELERY_TASK_SERIALIZER = "json"
 
+# Email. Development default: the file backend, one file per message under INSTANCE_DIR/mail
+# (nothing leaves the machine). Production: DJANGO_EMAIL_BACKEND=
+# django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST; STARTTLS is on by default and
+# the server's certificate is verified against the system's CAs (ssl.create_default_context).
 EMAIL_BACKEND = os.environ.get(
-    "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+    "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"
 )
+EMAIL_FILE_PATH = os.environ.get("DJANGO_EMAIL_FILE_PATH", str(INSTANCE_DIR / "mail"))
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")  # implicit TLS (port 465)
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)  # STARTTLS (port 587)
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@example.edu")
+# Link in statement emails; seconds before the first retry of a temporary SMTP failure
+# (doubled at each retry, 5 retries).
+OPENCHARGEBACK_PORTAL_URL = os.environ.get(
+    "OPENCHARGEBACK_PORTAL_URL", "http://localhost:8000/portal/"
+)
+OPENCHARGEBACK_EMAIL_RETRY_DELAY = int(os.environ.get("OPENCHARGEBACK_EMAIL_RETRY_DELAY", "30"))
 
 # The institution's billing configuration file (YAML). None: built-in defaults.
 OPENCHARGEBACK_CONFIG = os.environ.get("OPENCHARGEBACK_CONFIG") or None

@@ -12,6 +12,13 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e .
 export OPENCHARGEBACK_CONFIG=${OPENCHARGEBACK_CONFIG:-config.example.yaml}
+# This instance's own secret key, made once (production sets DJANGO_SECRET_KEY; docs/security.md).
+home=${OPENCHARGEBACK_HOME:-instance}
+if [ -z "${DJANGO_SECRET_KEY:-}${DJANGO_SECRET_KEY_FILE:-}" ]; then
+  mkdir -p "$home"
+  [ -s "$home/secret_key" ] || (umask 077; .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))' > "$home/secret_key")
+  export DJANGO_SECRET_KEY_FILE="$home/secret_key"
+fi
 ocb=.venv/bin/openchargeback
 
 $ocb migrate -v0

@@ -29,7 +29,7 @@ from django.db import transaction
 from accounts.services import actor_name, audit_record
 
 from ..config import BillingConfig, load_config
-from ..models import AccountMapping, BillingPeriod, Charge, Import, ImportFile, Source
+from ..models import AccountMapping, BillingPeriod, Charge, Flag, Import, ImportFile, Source
 from ..money import ZERO, ExactSum, exact_sum, money_text
 from . import loader
 from .columns import map_headers
@@ -57,6 +57,8 @@ class ImportResult:
     import_id: int | None = None
     would_be: str = ""  # for a dry run: the status the real import would have
     skipped_files: list[str] = field(default_factory=list)
+    # Flagged rows per reason, as the delivered content gives them (a row counts under each).
+    flagged_by_reason: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -417,6 +419,7 @@ def _stream(
         files=[{"name": f.name, "sha256": f.sha256, "rows": f.rows} for f in files],
         import_id=None if dry_run else record.pk,
         skipped_files=skipped,
+        flagged_by_reason=dict(sorted(counts.get("reasons", {}).items())),
     )
 
 
@@ -463,6 +466,11 @@ def _place_batch(built, item, source, states, state_for, totals, counts, writer)
     # A kept row keeps its review status; a new row is flagged when it has a reason.
     flagged = np.where(keep, kept_flagged, built.flags != 0)
     counts["flagged"] += int(flagged.sum())
+    reasons = counts.setdefault("reasons", {})
+    for flag in Flag:
+        hits = int((((built.flags & int(flag)) != 0) & flagged).sum())
+        if hits:
+            reasons[flag.code] = reasons.get(flag.code, 0) + hits
     for code, currency in enumerate(built.currencies):
         rows = (
             np.ones(n, dtype=bool) if len(built.currencies) == 1 else built.currency_codes == code

@@ -406,3 +406,25 @@ def test_a_restated_delivery_replaces_reviewed_charges_and_keeps_the_decision(
     decision.refresh_from_db()
     assert decision.charge_count == 1  # the decision stays in the history with its figures
     assert decision.charges.count() == 0  # its charge was replaced
+
+
+def test_receipt_counts_flagged_rows_by_reason(ingest, write_focus):
+    receipt = ingest(
+        write_focus(
+            [
+                {"BilledCost": "1.00", "Tags": BAD_FUND},
+                {"BilledCost": "2.00", "Tags": BAD_FUND},
+                {"BilledCost": "3.00", "Tags": ""},
+                {"BilledCost": "4.00", "Tags": GOOD_TAGS},
+            ]
+        ),
+        source="aws",
+        extra=("--dry-run",),
+    )
+    assert receipt["rows_flagged"] == 3
+    assert receipt["flagged_by_reason"] == {
+        "fund_org_pattern": 2,
+        "no_fund_org": 1,
+        "no_pi": 1,
+        "no_project": 1,
+    }

@@ -1,0 +1,245 @@
+"""`openchargeback generate`: drafts and finals, numbering, replacement and revision, sending
+once, the JSON a cron job reads, and refusals."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.core.management.base import CommandError
+
+from accounts.models import AuditEvent
+from billing.models import BillingPeriod, Charge
+from statements.models import Statement, StatementEmail
+from statements.selectors import period_has_statements, period_status
+
+from .conftest import mailed, pdf_pages, pdf_text
+from .test_figures import README
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def generate(run_json, config_path):
+    def generate(*args):
+        return run_json("generate", "-p", "2025-01", "-c", config_path, *args)
+
+    return generate
+
+
+@pytest.fixture
+def closed(january, run):
+    run("periods", "close", "2025-01")
+
+
+def test_open_period_gives_drafts_with_the_readme_figures(january, generate):
+    out = generate()
+    assert out["draft"] is True
+    assert out["pis"] == 7
+    assert len(out["statements"]) == 10
+    got = {
+        (s["pi_email"], s["project"], s["fund_org"]): (s["list"], s["discount"], s["amount_due"])
+        for s in out["statements"]
+    }
+    assert got == README
+    assert out["total_due"] == {"USD": "20227.00"}
+    assert out["billable_total"] == {"USD": "20227.00"}
+    assert out["excluded"]["count"] == 0
+    assert out["emails"] == {"queued": 0, "sent": 0, "failed": 0}
+    for s in out["statements"]:
+        assert s["status"] == "ready"
+        pages = pdf_pages(s["pdf"])
+        assert all("DRAFT" in page for page in pages)
+        text = "\n".join(pages)
+        assert f"USD {Decimal(s['amount_due']):,.2f}" in text
+        assert f"USD {Decimal(s['list']):,.2f}" in text
+        assert s["number"] in text and s["pi_email"] in text
+        assert hashlib.sha256(Path(s["pdf"]).read_bytes()).hexdigest() == s["sha256"]
+    assert AuditEvent.objects.filter(action="statement.generate").count() == 1
+
+
+def test_numbers_are_stable_and_a_draft_is_replaced(january, generate):
+    first = {s["project"]: s for s in generate()["statements"]}
+    second_out = generate()
+    second = {s["project"]: s for s in second_out["statements"]}
+    assert {k: v["number"] for k, v in first.items()} == {k: v["number"] for k, v in second.items()}
+    assert second_out["changes"]["unchanged"] == 10
+    # A change to the data replaces the draft: same number, new figures, old file gone.
+    charge = Charge.objects.filter(project__code="climate-modeling", billed_cost=Decimal("12.50"))
+    charge.update(billed_cost=Decimal("13.50"))
+    third = {s["project"]: s for s in generate()["statements"]}
+    assert third["climate-modeling"]["number"] == first["climate-modeling"]["number"]
+    assert third["climate-modeling"]["amount_due"] == "13.50"
+    assert not Path(first["climate-modeling"]["pdf"]).exists()
+    assert Statement.objects.count() == 10
+
+
+def test_final_statements_need_a_closed_period_and_are_sent_once(closed, generate, settings):
+    out = generate("--send")
+    assert out["draft"] is False
+    assert out["emails"] == {"queued": 0, "sent": 7, "failed": 0}
+    messages = mailed(settings.EMAIL_FILE_PATH)
+    assert sorted(m["To"] for m in messages) == sorted({k[0] for k in README})
+    zorp = next(m for m in messages if m["To"] == "zorp.blinkman@example.edu")
+    attachments = [p.get_filename() for p in zorp.walk() if p.get_filename()]
+    assert len(attachments) == 2 and all(a.endswith(".pdf") for a in attachments)
+    for s in out["statements"]:
+        assert s["status"] == "sent"
+        assert "DRAFT" not in pdf_text(s["pdf"])
+    # --send again: nothing new to send, nobody mailed twice.
+    again = generate("--send")
+    assert again["changes"]["unchanged"] == 10
+    assert again["emails"] == {"queued": 0, "sent": 0, "failed": 0}
+    assert len(mailed(settings.EMAIL_FILE_PATH)) == 7
+    # --resend asks for it.
+    resent = generate("--send", "--resend", "--pi", "tarn.voxley@example.edu")
+    assert resent["emails"]["sent"] == 1
+    assert len(mailed(settings.EMAIL_FILE_PATH)) == 8
+    assert AuditEvent.objects.filter(action="statement.email.sent").count() == 8
+
+
+def test_after_sending_a_change_makes_a_revision_and_keeps_the_sent_one(
+    closed, generate, run, settings
+):
+    sent = {s["project"]: s for s in generate("--send")["statements"]}
+    old = sent["ocean-circulation"]
+    old_bytes = Path(old["pdf"]).read_bytes()
+    run("periods", "open", "2025-01", "--reason", "late credit")
+    Charge.objects.filter(project__code="ocean-circulation").order_by("pk").first()
+    charge = Charge.objects.filter(project__code="ocean-circulation").order_by("pk").first()
+    Charge.objects.filter(pk=charge.pk).update(billed_cost=charge.billed_cost - Decimal("100"))
+    run("periods", "close", "2025-01")
+    out = generate("--send")
+    assert out["changes"] == {"new": 0, "replaced": 0, "revised": 1, "unchanged": 9, "removed": 0}
+    revised = next(s for s in out["statements"] if s["project"] == "ocean-circulation")
+    assert revised["number"] == old["number"] + "-R1"
+    assert revised["amount_due"] == "1593.00"
+    assert out["emails"]["sent"] == 1  # only the revision is mailed
+    kept = Statement.objects.get(number=old["number"])
+    assert kept.superseded_by.number == revised["number"]
+    assert Path(old["pdf"]).read_bytes() == old_bytes
+    assert kept.pdf_sha256 == hashlib.sha256(old_bytes).hexdigest()
+    assert "Replaces" in pdf_text(revised["pdf"]) and old["number"] in pdf_text(revised["pdf"])
+    assert len(mailed(settings.EMAIL_FILE_PATH)) == 8
+
+
+def test_drafts_are_not_mailed(january, generate):
+    with pytest.raises(CommandError, match="drafts are not mailed"):
+        generate("--send")
+    assert Statement.objects.count() == 0
+
+
+def test_a_finalized_period_refuses(closed, generate):
+    BillingPeriod.objects.filter(key="2025-01").update(status="finalized")
+    with pytest.raises(CommandError, match="finalized"):
+        generate()
+    assert Statement.objects.count() == 0
+
+
+def test_unknown_period_and_pi_are_refused(january, generate, run_json, config_path):
+    with pytest.raises(CommandError, match="does not exist"):
+        run_json("generate", "-p", "2031-01", "-c", config_path)
+    with pytest.raises(CommandError, match="no PI"):
+        generate("--pi", "nobody@example.edu")
+
+
+def test_dry_run_writes_nothing(closed, generate, settings):
+    out = generate("--dry-run", "--send")
+    assert out["status"] == "dry-run"
+    assert len(out["statements"]) == 10
+    assert out["total_due"] == {"USD": "20227.00"}
+    assert Statement.objects.count() == 0
+    assert StatementEmail.objects.count() == 0
+    assert mailed(settings.EMAIL_FILE_PATH) == []
+
+
+def test_one_pi(closed, generate, settings):
+    out = generate("--pi", "Grix.Mottershaw@example.edu", "--send")
+    assert [s["project"] for s in out["statements"]] == [
+        "alzheimers-biomarkers",
+        "neuroimaging-atlas",
+    ]
+    assert out["pis"] == 1
+    assert out["total_due"] == {"USD": "5509.50"}
+    assert [m["To"] for m in mailed(settings.EMAIL_FILE_PATH)] == ["grix.mottershaw@example.edu"]
+
+
+def test_flagged_charges_are_left_out_and_counted(january, ingest, write_focus, generate):
+    bad = {"pi_email": "ada@example.edu", "project_id": "engines", "fund_org": "lowercase"}
+    import json
+
+    path = write_focus(
+        [{"BilledCost": "99.99", "Tags": json.dumps(bad)}, {"BilledCost": "1.01", "Tags": "{}"}],
+        name="extra.csv",
+    )
+    ingest(path, source="aws", extra=("-p", "2025-01", "--append"))
+    out = generate()
+    assert out["total_due"] == {"USD": "20227.00"}
+    assert out["excluded"]["count"] == 2
+    assert out["excluded"]["amount"] == {"USD": "101.00"}
+    assert out["excluded"]["by_reason"]["fund_org_pattern"]["amount"] == {"USD": "99.99"}
+    assert out["excluded"]["by_reason"]["no_pi"]["count"] == 1
+
+
+def test_text_output(january, run, config_path):
+    out = run("generate", "-p", "2025-01", "-c", config_path)
+    assert "Generated 10 draft statements for 2025-01 (7 PIs)." in out
+    assert "total due USD 20227.00" in out
+
+
+def test_period_checks_for_finalizing_and_the_dashboard(closed, generate):
+    period = BillingPeriod.objects.get(key="2025-01")
+    assert period_has_statements(period) is False
+    generate()
+    assert period_has_statements(period) is True
+    status = period_status(period)
+    assert status["statements"] == 10 and status["by_status"]["ready"] == 10
+    # A review change after generation: the statements no longer show the figures.
+    Charge.objects.filter(project__code="labor-economics").update(
+        review_status="rejected", flags=16
+    )
+    assert period_has_statements(period) is False
+    out = generate()
+    assert out["changes"]["removed"] == 1
+    assert period_has_statements(period) is True
+
+
+def test_a_sent_statement_whose_charges_were_all_rejected_is_revised_to_zero(closed, generate, run):
+    generate("--send")
+    run("periods", "open", "2025-01", "--reason", "rejected after sending")
+    Charge.objects.filter(project__code="labor-economics").update(
+        review_status="rejected", flags=16
+    )
+    run("periods", "close", "2025-01")
+    out = generate()
+    revised = next(s for s in out["statements"] if s["project"] == "labor-economics")
+    assert revised["number"].endswith("-R1")
+    assert (revised["list"], revised["amount_due"]) == ("0.00", "0.00")
+    assert out["orphaned"] and out["total_due"] == {"USD": "19515.25"}
+    assert period_has_statements(BillingPeriod.objects.get(key="2025-01"))
+
+
+def test_reopening_after_sending_without_a_change_keeps_the_sent_statements(closed, generate, run):
+    sent = generate("--send")
+    run("periods", "open", "2025-01", "--reason", "late file that changed nothing")
+    out = generate()
+    assert out["changes"]["unchanged"] == 10
+    assert [s["number"] for s in out["statements"]] == [s["number"] for s in sent["statements"]]
+    assert {s["status"] for s in out["statements"]} == {"sent"}
+
+
+def test_generating_while_emails_are_in_flight_is_refused(closed, generate, config):
+    from statements.models import StatementRun
+
+    generate()
+    run = StatementRun.objects.get()
+    statement = Statement.objects.first()
+    email = StatementEmail.objects.create(
+        run=run, pi=statement.pi, to_address="x@example.edu", status="queued"
+    )
+    email.statements.add(statement)
+    with pytest.raises(CommandError, match="still being sent"):
+        generate()
+    assert generate("--dry-run")["status"] == "dry-run"
