@@ -16,6 +16,7 @@ from import_export.admin import ImportExportModelAdmin
 from import_export.widgets import ForeignKeyWidget
 
 from accounts.models import AuditEvent
+from accounts.services import audit_record
 
 from .admin_pis import PIDelegateInline, PIPeriodFilter, invite_pis_action
 from .admin_review import (
@@ -248,6 +249,19 @@ class AccountMappingResource(resources.ModelResource):
         import_id_fields = ("source", "account_id")
         skip_unchanged = True
         report_skipped = True
+        use_transactions = True
+
+    def after_import(self, dataset, result, **kwargs):
+        """A CSV import of the account map is audited as one event, in its transaction."""
+        super().after_import(dataset, result, **kwargs)
+        if self._is_dry_run(kwargs) or result.has_errors():
+            return
+        audit_record(
+            action="account_mapping.import",
+            acting_user=kwargs.get("user"),
+            details={kind: count for kind, count in result.totals.items() if count},
+            reason=f"CSV import, {len(dataset)} row(s)",
+        )
 
 
 @admin.register(AccountMapping)

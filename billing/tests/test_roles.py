@@ -176,3 +176,21 @@ def test_login_logout_and_failed_login_are_audited(client, django_user_model):
 def test_journal_export_is_offered_to_finance_admins_only(role, may_export, as_role, month):
     page = as_role(role).get("/admin/billing/billingperiod/")
     assert (b'value="export_journal_action"' in page.content) is may_export
+
+
+def test_account_map_csv_import_is_audited(db):
+    import tablib
+
+    from billing.admin import AccountMappingResource
+
+    data = tablib.Dataset(headers=["source", "account_id", "pi_email", "project_id", "fund_org"])
+    data.append(["", "555566667777", "ada@example.edu", "engines", "MATH-1843"])
+    dry = AccountMappingResource().import_data(data, dry_run=True)
+    assert not dry.has_errors()
+    assert not AuditEvent.objects.filter(action="account_mapping.import").exists()
+
+    result = AccountMappingResource().import_data(data, dry_run=False)
+    assert not result.has_errors()
+    assert AccountMapping.objects.filter(account_id="555566667777").exists()
+    event = AuditEvent.objects.get(action="account_mapping.import")
+    assert event.details == {"new": 1}
