@@ -115,8 +115,9 @@ def test_command_line_import_refused(finalized, write_focus, ingest):
 def test_celery_task_import_refused(finalized, write_focus, config_path):
     before = db_state()
     with pytest.raises(ImportRefused, match="finalized"):
-        import_files_task.delay(
-            paths=[str(write_focus([{}]))], source="aws", config_path=config_path
+        # apply(): run the task here, as a worker would, even when a broker is configured.
+        import_files_task.apply(
+            kwargs={"paths": [str(write_focus([{}]))], "source": "aws", "config_path": config_path}
         ).get()
     assert db_state() == before
 

@@ -284,7 +284,7 @@ def test_big_upload_runs_as_a_task(
 
     # The task again (a redelivery): a job already done does nothing.
     assert tasks.import_job_run(job.pk, user_id=admin_user.pk) == "done"
-    assert tasks.import_job_run.delay(job.pk).get() == "done"
+    assert tasks.import_job_run.apply(args=[job.pk]).get() == "done"
     assert Import.objects.count() == 1 and Charge.objects.count() == 11
 
 
