@@ -217,17 +217,3 @@ def make_charges(db):
 
     return make
 
-
-@pytest.fixture(autouse=True)
-def tasks_in_process(request):
-    """Tasks run in-process, even when CELERY_BROKER_URL is set (CI's PostgreSQL + Redis run),
-    except in the real-worker tests (marked `worker`), which start a worker of their own."""
-    if request.node.get_closest_marker("worker"):
-        yield
-        return
-    from openchargeback.celery import app
-
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before

@@ -34,7 +34,11 @@ pytestmark = [
 
 @pytest.fixture
 def worker():
-    """A real `celery worker` process on the test database."""
+    """A real `celery worker` process on the test database, on an empty queue (a message left by
+    an interrupted earlier run must not run against this test's database)."""
+    from openchargeback.celery import app
+
+    app.control.purge()
     db = connection.settings_dict
     url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     env = dict(os.environ, DATABASE_URL=url)

@@ -1,0 +1,18 @@
+"""Fixtures for every app's tests."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def tasks_in_process(request):
+    """Celery tasks run in-process, even when CELERY_BROKER_URL is set (CI's PostgreSQL + Redis
+    run), except in the real-worker tests (marked `worker`), which start workers of their own."""
+    if request.node.get_closest_marker("worker"):
+        yield
+        return
+    from openchargeback.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
