@@ -11,7 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.paginator import Paginator
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, QuerySet
 from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
@@ -177,46 +177,45 @@ class ChargeCategoryFilter(FixedChoicesFilter):
 
 
 def queue_totals(queryset: QuerySet) -> list[dict]:
-    """Count and billed amount per reason (a charge counts under each of its reasons)."""
-    base = queryset.order_by().alias(**{f"r_{f.code}": F("flags").bitand(int(f)) for f in Flag})
-    aggregates = {}
-    for flag in Flag:
-        hit = Q(**{f"r_{flag.code}__gt": 0})
-        aggregates[f"n_{flag.code}"] = Count("id", filter=hit)
-    per_currency = (
-        base.values("billing_currency")
-        .annotate(
-            **aggregates,
-            **{
-                f"b_{flag.code}": ExactSum("billed_cost", filter=Q(**{f"r_{flag.code}__gt": 0}))
-                for flag in Flag
-            },
-            n_all=Count("id"),
-            b_all=ExactSum("billed_cost"),
-        )
-        .order_by("billing_currency")
+    """Count and billed amount per reason (a charge counts under each of its reasons).
+
+    One GROUP BY (currency, flags): a queue has a handful of reason combinations, so the
+    per-reason figures are exact sums of those groups, folded here.
+    """
+    groups = (
+        queryset.order_by()
+        .values("billing_currency", "flags")
+        .annotate(n=Count("id"), billed=ExactSum("billed_cost"))
     )
+    per_currency: dict[str, dict] = {}
+    for group in groups:
+        totals = per_currency.setdefault(group["billing_currency"], {})
+        billed = group["billed"] or ZERO
+        for key in [flag for flag in Flag if group["flags"] & flag] + ["all"]:
+            count, amount = totals.get(key, (0, ZERO))
+            totals[key] = (count + group["n"], amount + billed)
     rows = []
-    for row in per_currency:
-        currency = row["billing_currency"]
+    for currency, totals in sorted(per_currency.items()):
         for flag in Flag:
-            if row[f"n_{flag.code}"]:
+            if flag in totals:
+                count, amount = totals[flag]
                 rows.append(
                     {
                         "reason": flag.label,
                         "code": flag.code,
                         "currency": currency,
-                        "count": row[f"n_{flag.code}"],
-                        "billed": row[f"b_{flag.code}"] or ZERO,
+                        "count": count,
+                        "billed": amount,
                     }
                 )
+        count, amount = totals["all"]
         rows.append(
             {
                 "reason": "All shown",
                 "code": "",
                 "currency": currency,
-                "count": row["n_all"],
-                "billed": row["b_all"] or ZERO,
+                "count": count,
+                "billed": amount,
                 "total": True,
             }
         )
