@@ -26,21 +26,6 @@ from billing.tests.conftest import (  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(autouse=True)
-def eager_tasks(request):
-    """Tasks in-process, even when CELERY_BROKER_URL is set (CI's PostgreSQL + Redis run),
-    except in the real-worker tests."""
-    if request.node.get_closest_marker("worker"):
-        yield
-        return
-    from openchargeback.celery import app
-
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
-
-
-@pytest.fixture(autouse=True)
 def private_media(settings, tmp_path):
     """PDFs and mail of each test in its own folder."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
