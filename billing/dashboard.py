@@ -10,7 +10,7 @@ The figures reconcile with `billing.selectors.period_summary` (`periods show --j
 billable, flagged and rejected parts add up to its `billed`, `list`, `flagged_billed`,
 `billable`, `charges`, `flagged` and `rejected`.
 
-The sums are cached under `data_version()` (the latest Import receipt and review decision):
+The sums are cached under `selectors.data_version()` (the latest Import and review decision):
 charges change only through an import or a review decision, so a cached figure is never stale,
 and a page view after the first costs index look-ups only. Names (PIs, projects, sources) are
 always read fresh.
@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from html import escape
 
-from django.core.cache import cache
 from django.db.models import Count, Exists, OuterRef
 from django.utils.safestring import SafeString, mark_safe
 
-from .models import PI, BillingPeriod, Charge, Flag, Import, Project, ReviewDecision, Source
+from .models import PI, BillingPeriod, Charge, Flag, Import, Project, Source
 from .money import ZERO, ExactSum, exact_sum, money_text, round_cents
-from .selectors import period_rollup
+from .selectors import cached_figures, data_version, period_rollup
 
 BILLABLE = {str(s) for s in Charge.BILLABLE_STATUSES}
 FLAGGED = str(Charge.ReviewStatus.FLAGGED)
@@ -39,7 +38,6 @@ REJECTED = str(Charge.ReviewStatus.REJECTED)
 TREND_MONTHS = 12
 TOP = 10
 IMPORT_HISTORY = 8
-CACHE_SECONDS = 24 * 3600  # correctness comes from the version in the key, not the timeout
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -132,26 +130,10 @@ def month_keys(last: str, count: int = TREND_MONTHS) -> list[str]:
 # -- one period's figures -----------------------------------------------------------------------
 
 
-def data_version() -> str:
-    """Changes whenever any charge may have changed: charges change only by an import (which
-    always writes an Import receipt) or a review decision (a ReviewDecision row). Two index
-    look-ups; cached figures are keyed by it, so a cached number is never stale."""
-    parts = []
-    for model in (Import, ReviewDecision):
-        last = model.objects.order_by("-id").values_list("id", "created_at").first()
-        parts.append(f"{last[0]}@{last[1].isoformat()}" if last else "-")
-    return "/".join(parts)
-
-
 def _cached(key: str, version: str | None, compute):
     if version is None:
         return compute()
-    full_key = f"ocb:dashboard:{key}:{version}"
-    value = cache.get(full_key)
-    if value is None:
-        value = compute()
-        cache.set(full_key, value, CACHE_SECONDS)
-    return value
+    return cached_figures(f"dashboard:{key}", compute, version)
 
 
 def period_figures(period: BillingPeriod, version: str | None = None) -> dict:

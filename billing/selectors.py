@@ -23,39 +23,52 @@ def period_rollup(period: BillingPeriod) -> list[dict]:
     when no charge of the group has the value). Every figure of `periods show`, the admin's period
     page and the dashboard derives from these rows, so they always agree.
 
-    One pass over the period's charges, then cached until the period's data changes: the key
-    holds the period's status, its latest review decision and the latest import anywhere (the
-    only writers of charges). Never cached inside a transaction, which may still roll back.
+    One pass over the period's charges, then cached until the data changes (`data_version`:
+    the latest import and review decision, the only writers of charges) or the period's status
+    does. Never cached inside a transaction, which may still roll back.
     """
-    key = _rollup_cache_key(period)
-    rows = None if connection.in_atomic_block else cache.get(key)
-    if rows is None:
-        rows = list(
+    return cached_figures(
+        f"rollup:{period.pk}:{period.created_at.isoformat()}:{period.status}",
+        lambda: list(
             Charge.objects.filter(period=period)
             .values(
                 "source_id", "pi_id", "project_id", "fund_org", "review_status", "billing_currency"
             )
             .annotate(n=Count("id"), billed=ExactSum("billed_cost"), list=ExactSum("list_cost"))
             .order_by()
-        )
-        if not connection.in_atomic_block:
-            cache.set(key, rows, timeout=ROLLUP_CACHE_SECONDS)
-    return rows
-
-
-ROLLUP_CACHE_SECONDS = 24 * 3600
-
-
-def _rollup_cache_key(period: BillingPeriod) -> str:
-    last_import = Import.objects.order_by("-id").values_list("id", "created_at").first()
-    last_decision = (
-        ReviewDecision.objects.filter(period=period)
-        .order_by("-id")
-        .values_list("id", "created_at")
-        .first()
+        ),
     )
-    parts = (period.pk, period.created_at, period.status, last_import, last_decision)
-    return "billing:rollup:" + hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+
+
+FIGURES_CACHE_SECONDS = 24 * 3600  # correctness comes from the version in the key
+
+
+def data_version() -> str:
+    """Changes whenever any charge may have changed: charges change only by an import (which
+    always writes an Import receipt) or a review decision (a ReviewDecision row). Two index
+    look-ups; figures cached under it are never stale."""
+    parts = []
+    for model in (Import, ReviewDecision):
+        last = model.objects.order_by("-id").values_list("id", "created_at").first()
+        parts.append(f"{last[0]}@{last[1].isoformat()}" if last else "-")
+    return "/".join(parts)
+
+
+def cached_figures(name: str, compute, version: str | None = None):
+    """`compute()`, cached under `name` and the data version (pass `version` to reuse one).
+
+    Never cached inside a transaction: what it reads may still roll back.
+    """
+    if connection.in_atomic_block:
+        return compute()
+    key = "billing:figures:" + hashlib.blake2b(
+        f"{name}|{version or data_version()}".encode(), digest_size=16
+    ).hexdigest()
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, FIGURES_CACHE_SECONDS)
+    return value
 
 
 def period_totals(period: BillingPeriod, rollup: list[dict] | None = None) -> dict:
