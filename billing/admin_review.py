@@ -385,19 +385,24 @@ class ReviewQueueAdmin(admin.ModelAdmin):
         self._report(request, result)
         return None
 
+    def _decide(self, request, queryset, *, action, service, form_class, title, verb, warning=""):
+        """Confirmation page with count and amount first; on confirm, the review service."""
+        form = form_class(request.POST if "post" in request.POST else None)
+        if "post" in request.POST and form.is_valid():
+            return self._run(request, service, charges=queryset, note=form.cleaned_data["note"])
+        return self._confirm(
+            request, queryset, action=action, title=title, form=form, verb=verb, warning=warning
+        )
+
     @admin.action(description="Approve selected charges (bill them)", permissions=["review"])
     def approve(self, request, queryset):
-        form = NoteForm(request.POST if "post" in request.POST else None)
-        if "post" in request.POST and form.is_valid():
-            return self._run(
-                request, charge_approve, charges=queryset, note=form.cleaned_data["note"]
-            )
-        return self._confirm(
+        return self._decide(
             request,
             queryset,
             action="approve",
+            service=charge_approve,
+            form_class=NoteForm,
             title="Approve charges",
-            form=form,
             verb="Approve",
             warning="Approved charges are billed: they go on statements and the journal. "
             "Charges without a PI, project or fund/org are left flagged.",
@@ -405,17 +410,13 @@ class ReviewQueueAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reject selected charges (never bill them)", permissions=["review"])
     def reject(self, request, queryset):
-        form = RejectForm(request.POST if "post" in request.POST else None)
-        if "post" in request.POST and form.is_valid():
-            return self._run(
-                request, charge_reject, charges=queryset, note=form.cleaned_data["note"]
-            )
-        return self._confirm(
+        return self._decide(
             request,
             queryset,
             action="reject",
+            service=charge_reject,
+            form_class=RejectForm,
             title="Reject charges",
-            form=form,
             verb="Reject",
             warning="Rejected charges are kept but never billed. While the period is open, "
             "an admin can return them to the queue.",
@@ -423,17 +424,13 @@ class ReviewQueueAdmin(admin.ModelAdmin):
 
     @admin.action(description="Return rejected charges to the queue", permissions=["review"])
     def return_to_queue(self, request, queryset):
-        form = NoteForm(request.POST if "post" in request.POST else None)
-        if "post" in request.POST and form.is_valid():
-            return self._run(
-                request, charge_return, charges=queryset, note=form.cleaned_data["note"]
-            )
-        return self._confirm(
+        return self._decide(
             request,
             queryset,
             action="return_to_queue",
+            service=charge_return,
+            form_class=NoteForm,
             title="Return charges to the queue",
-            form=form,
             verb="Return to the queue",
         )
 
