@@ -17,16 +17,12 @@ from billing.config import load_config, parse_config
 from billing.models import BillingPeriod, Charge
 from billing.services import import_files
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE_CONFIG = REPO / "config.example.yaml"
-SAMPLE_DIR = Path(__file__).resolve().parents[3] / "shared" / "sample_data" / "upstream-2025-01"
-SAMPLE_SOURCES = {
-    "aws_2025-01.csv": "aws",
-    "azure_2025-01.csv": "azure",
-    "hpc_2025-01.csv": "hpc",
-    "it_storage_2025-01.csv": "it_storage",
-    "storage_2025-01.csv": "storage",
-}
+# The reference files and the example configuration, as the billing tests know them.
+from billing.tests.conftest import (
+    EXAMPLE_CONFIG,
+    SAMPLE_DIR,
+    SAMPLE_SOURCES,
+)
 
 # Amounts due per statement, from ../shared/sample_data/README.md (PI, project, fund/org).
 README_STATEMENTS = [

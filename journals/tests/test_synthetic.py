@@ -15,9 +15,10 @@ import pytest
 from billing.models import Charge
 from billing.money import MONEY_CONTEXT, round_cents
 from billing.services import import_files
+from billing.tests.conftest import REPO
 from journals.services import journal_export
 
-from .conftest import REPO, make_config, read_dicts
+from .conftest import make_config, read_dicts
 
 sys.path.insert(0, str(REPO / "bench"))
 from focus_synth import generate  # noqa: E402
