@@ -22,6 +22,7 @@ from .admin_pis import PIDelegateInline, PIPeriodFilter, invite_pis_action
 from .admin_review import (
     CappedCountPaginator,
     ChargeCategoryFilter,
+    ExactSearchMixin,
     PIFilter,
     ProjectFilter,
     ReasonFilter,
@@ -346,7 +347,7 @@ class ImportAdmin(admin.ModelAdmin):
 
 
 @admin.register(Charge)
-class ChargeAdmin(admin.ModelAdmin):
+class ChargeAdmin(ExactSearchMixin, admin.ModelAdmin):
     """Every charge, read-only. Decisions on flagged charges belong to the review services."""
 
     list_display = (
@@ -376,8 +377,8 @@ class ChargeAdmin(admin.ModelAdmin):
     )
     list_select_related = ("period", "source", "pi", "project")
     # Exact matches only: a substring search would read every row of a million-row period.
-    search_fields = ("=resource_id", "=fund_org", "=sub_account_id", "=invoice_id")
-    search_help_text = "Exact resource id, fund/org, sub-account id or invoice id."
+    exact_search_fields = ("resource_id", "fund_org", "sub_account_id", "invoice_id")
+    search_help_text = "A resource id, fund/org, sub-account or invoice id, exactly as delivered."
     show_full_result_count = False
     paginator = CappedCountPaginator
     list_per_page = 100

@@ -330,8 +330,18 @@ class Charge(models.Model):
     extra = models.JSONField(default=dict, blank=True)  # every other column, by its header
 
     # Attribution: from tags, then the account map; reviewers may change it.
+    # No database-level foreign key either: PostgreSQL's per-row check of these two cost ~8 s
+    # of a million-row import (docs/benchmarks.md). Every writer sets them from PI and project
+    # rows it holds: the importer locks each one it used before commit and refuses the import
+    # if one has gone (ingest/pipeline.py), and Django enforces PROTECT on delete.
     pi = models.ForeignKey(
-        PI, null=True, blank=True, on_delete=models.PROTECT, related_name="charges", db_index=False
+        PI,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="charges",
+        db_index=False,
+        db_constraint=False,
     )
     project = models.ForeignKey(
         Project,
@@ -340,6 +350,7 @@ class Charge(models.Model):
         on_delete=models.PROTECT,
         related_name="charges",
         db_index=False,
+        db_constraint=False,
     )
     fund_org = models.TextField(blank=True)
     cost_center = models.TextField(blank=True)

@@ -29,7 +29,18 @@ from django.db import transaction
 from accounts.services import actor_name, audit_record
 
 from ..config import BillingConfig, load_config
-from ..models import AccountMapping, BillingPeriod, Charge, Flag, Import, ImportFile, Source
+from ..locking import hold_referenced
+from ..models import (
+    PI,
+    AccountMapping,
+    BillingPeriod,
+    Charge,
+    Flag,
+    Import,
+    ImportFile,
+    Project,
+    Source,
+)
 from ..money import ZERO, ExactSum, exact_sum, money_text
 from . import loader
 from .columns import map_headers
@@ -344,6 +355,19 @@ def _stream(
             f"refused: {builder.problem_count} value(s) can't be imported; nothing was written",
             builder.problems,
             builder.problem_count,
+        )
+    gone = [
+        f"{len(missing)} {label}(s) (ids {', '.join(map(str, sorted(missing)[:10]))})"
+        for label, model, used in (
+            ("PI", PI, builder.used_pis),
+            ("project", Project, builder.used_projects),
+        )
+        if (missing := hold_referenced(model, used))
+    ]
+    if gone:
+        raise ImportRefused(
+            f"{' and '.join(gone)} the rows are attributed to were deleted while this import "
+            "ran; nothing was imported. Run the import again."
         )
 
     removed = 0

@@ -141,6 +141,9 @@ class RowBuilder:
         self._patterns: dict = {}
         self._pis: dict[str, int] = dict(PI.objects.values_list("email", "id"))
         self._projects: dict[str, int] = dict(Project.objects.values_list("code", "id"))
+        # Every PI and project a built row points at, for the import to hold before commit.
+        self.used_pis: set[int] = set()
+        self.used_projects: set[int] = set()
         mapping = config.tag_mapping
         self._tag_keys = [
             mapping[name].strip().lower()
@@ -441,6 +444,10 @@ class RowBuilder:
         ):
             flags |= Flag.FUND_ORG_PATTERN
         attribution = Attribution(pi_id, project_id, fund_org, cost_center, ref1, ref2, int(flags))
+        if pi_id is not None:
+            self.used_pis.add(pi_id)
+        if project_id is not None:
+            self.used_projects.add(project_id)
         if len(self._attribution) >= CACHE_LIMIT:
             self._attribution.clear()
         self._attribution[(tags, sub_account, billing_account)] = attribution

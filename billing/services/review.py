@@ -24,6 +24,7 @@ from django.db.models import F, Q, QuerySet
 from accounts.services import actor_name, audit_record
 
 from ..config import BillingConfig
+from ..locking import hold_referenced
 from ..models import PI, AccountMapping, Charge, Flag, Project, ReviewDecision
 from ..money import ZERO, ExactSum, money_text
 from .periods import PeriodError, period_writable
@@ -290,6 +291,9 @@ def charge_reassign(
     if fund_org:
         values["fund_org"] = fund_org
         attribution["fund_org"] = fund_org
+    for key, model in (("pi", PI), ("project", Project)):
+        if key in values and hold_referenced(model, [values[key].pk]):
+            raise ReviewError(f"the {key} was deleted meanwhile; nothing was changed")
 
     result = _decide(
         action=ReviewDecision.Action.REASSIGN,

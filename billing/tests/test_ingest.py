@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.core.management.base import CommandError
+from django.db import connection
 
 from billing.config import parse_config
 from billing.models import AccountMapping, BillingPeriod, Charge, Flag, Import
@@ -780,6 +781,46 @@ def existing(ingest, sample_dir):
 
 def assert_refused(run, config_path, path, source="aws", extra=()) -> str:
     return refused(run, "ingest", path, "-s", source, "-c", config_path, *extra)
+
+
+def test_a_pi_deleted_while_the_import_runs_refuses_it(
+    run, config_path, write_focus, existing, monkeypatch
+):
+    """Charge.pi has no database-level foreign key: the importer holds every PI and project
+    it used before commit, and refuses when one has gone (a concurrent delete)."""
+    from billing.ingest import pipeline
+    from billing.models import PI
+
+    ingest_args = (write_focus([{"Tags": GOOD_TAGS}]), "-s", "aws", "-c", config_path)
+    run("ingest", *ingest_args)
+    before = db_state()
+    ada = PI.objects.get(email="ada@example.edu")
+    real_hold = pipeline.hold_referenced
+
+    def hold_after_a_delete(model, ids):
+        if model is PI:
+            with connection.cursor() as cursor:  # another session's delete, as if committed
+                cursor.execute("DELETE FROM billing_pi WHERE id = %s", [ada.pk])
+        return real_hold(model, ids)
+
+    monkeypatch.setattr(pipeline, "hold_referenced", hold_after_a_delete)
+    path = write_focus([{"Tags": GOOD_TAGS, "BilledCost": "3.00"}], name="second.csv")
+
+    message = refused(run, "ingest", path, "-s", "aws", "-c", config_path)
+
+    assert f"1 PI(s) (ids {ada.pk})" in message and "deleted while this import ran" in message
+    assert db_state() == before
+    assert PI.objects.filter(pk=ada.pk).exists()
+
+
+def test_hold_referenced_names_only_the_missing_rows(db):
+    from billing.locking import hold_referenced
+    from billing.models import PI
+
+    kept = PI.objects.create(email="kept@example.edu")
+
+    assert hold_referenced(PI, [kept.pk, None]) == set()
+    assert hold_referenced(PI, [kept.pk, kept.pk + 1000]) == {kept.pk + 1000}
 
 
 def test_missing_billed_cost_column_is_refused(run, config_path, write_file, existing):

@@ -265,3 +265,11 @@ def test_the_charge_table_checks_are_the_ones_the_importer_guarantees(db):
     connection.ensure_connection()
 
     assert loader.sqlite_checks(connection.connection) == loader.KNOWN_SQLITE_CHECKS
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite only")
+def test_new_sqlite_databases_use_16k_pages(db):
+    """Set by the settings' init_command before the first table exists (docs/benchmarks.md)."""
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA page_size")
+        assert cursor.fetchone() == (16384,)

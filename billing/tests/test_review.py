@@ -332,6 +332,41 @@ def test_charge_detail_shows_discount_history_and_import(month, admin_client):
     assert "10.995" in text  # discount: list 12.00 − billed 1.005
 
 
+def listed_resources(admin_client, url: str) -> set[str]:
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    return {obj.resource_id for obj in page.context["cl"].result_list}
+
+
+def test_charge_search_matches_identifiers_exactly_case_included(month, admin_client):
+    charges = "/admin/billing/charge/"
+    assert listed_resources(admin_client, f"{charges}?q=bad-fund-1") == {"bad-fund-1"}
+    assert listed_resources(admin_client, f"{charges}?q=BAD-FUND-1") == set()
+    assert listed_resources(admin_client, f"{charges}?q=bad-fund") == set()  # no substrings
+    # The same box finds a sub-account and a fund/org.
+    assert listed_resources(admin_client, f"{charges}?q=acct-9") == {"untagged"}
+    assert listed_resources(admin_client, f"{QUEUE_URL}?q=not a fund") == {
+        "bad-fund-1",
+        "bad-fund-2",
+    }
+
+
+def test_pi_and_project_filters_find_their_charges(month, admin_client):
+    charges = "/admin/billing/charge/"
+    # PI emails are compared without case; project ids exactly.
+    assert listed_resources(admin_client, f"{charges}?pi_email=ADA@example.edu") == {
+        "clean",
+        "bad-fund-1",
+        "bad-fund-2",
+    }
+    # The queue shows the flagged ones only.
+    assert listed_resources(admin_client, f"{QUEUE_URL}?project_id=engines") == {
+        "bad-fund-1",
+        "bad-fund-2",
+    }
+    assert listed_resources(admin_client, f"{charges}?pi_email=nobody@example.edu") == set()
+
+
 def test_big_lists_say_more_than_the_cap_not_a_wrong_count(month, admin_client, monkeypatch):
     from billing.admin_review import CappedCountPaginator, ReviewQueueAdmin
 
