@@ -82,6 +82,7 @@ def main():
     client.force_login(user)
     sample = Charge.objects.order_by("id")[args.rows // 2]
     pi_email = sample.pi.email if sample.pi else ""
+    project_code = sample.project.code if sample.project else ""
     period = BillingPeriod.objects.get(key="2026-10")
     pages = {
         "dashboard": "/admin/",
@@ -91,12 +92,16 @@ def main():
             f"/admin/billing/charge/?period__id__exact={period.pk}&review_status__exact=flagged"
         ),
         "charges, PI": f"/admin/billing/charge/?pi_email={pi_email}",
+        "charges, project": f"/admin/billing/charge/?project_id={project_code}",
         "charges, search resource": f"/admin/billing/charge/?q={sample.resource_id}",
+        "charges, search fund/org": f"/admin/billing/charge/?q={sample.fund_org}",
         "charges, sorted by billed": "/admin/billing/charge/?o=6",
         "charges, page 50": "/admin/billing/charge/?p=50",
         "charge detail": f"/admin/billing/charge/{sample.pk}/change/",
         "review queue": "/admin/billing/reviewitem/",
         "review queue, period": f"/admin/billing/reviewitem/?period__id__exact={period.pk}",
+        "review queue, PI": f"/admin/billing/reviewitem/?pi_email={pi_email}",
+        "review queue, search": f"/admin/billing/reviewitem/?q={sample.resource_id}",
         "periods": "/admin/billing/billingperiod/",
         "period detail": f"/admin/billing/billingperiod/{period.pk}/change/",
         "imports": "/admin/billing/import/",

@@ -185,17 +185,42 @@ class CappedCountPaginator(Paginator):
 
     `capped` tells the templates to say "more than 10,000" instead of a number that would be
     wrong; the confirmation page of an action still counts its selection exactly.
+
+    In the lists' own order (newest first), one query reads the ids of the first CAP + 1 rows:
+    that is both the count and every page up to the cap, so a filter the database can't answer
+    from an index (a PI, a searched resource id) costs one pass over the period instead of two,
+    one to count and one to fill the page.
     """
 
     CAP = 10_000
+    ID_ORDERINGS = {("-id",), ("-pk",), ("id",), ("pk",)}
+
+    @cached_property
+    def _head_ids(self) -> list[int] | None:
+        query = self.object_list.query
+        ordering = tuple(dict.fromkeys(query.order_by))  # the admin repeats its default order
+        if ordering not in self.ID_ORDERINGS or query.distinct:
+            return None
+        return list(self.object_list.values_list("pk", flat=True)[: self.CAP + 1])
 
     @cached_property
     def count(self):
+        if self._head_ids is not None:
+            return len(self._head_ids)
         return self.object_list.order_by()[: self.CAP + 1].count()
 
     @property
     def capped(self) -> bool:
         return self.count > self.CAP
+
+    def page(self, number):
+        ids = self._head_ids
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        top = bottom + self.per_page
+        if ids is None or (self.capped and top > self.CAP):
+            return super().page(number)
+        return self._get_page(self.object_list.filter(pk__in=ids[bottom:top]), number, self)
 
 
 class FixedChoicesFilter(admin.SimpleListFilter):

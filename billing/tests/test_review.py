@@ -381,6 +381,28 @@ def test_big_lists_say_more_than_the_cap_not_a_wrong_count(month, admin_client, 
     assert "3 review queue" in admin_client.get(QUEUE_URL).content.decode()
 
 
+def test_pages_in_and_beyond_the_counted_head_hold_the_right_charges(
+    month, admin_client, monkeypatch
+):
+    """Pages up to the cap come from one query of ids; later pages and other orders don't."""
+    from billing.admin import ChargeAdmin
+    from billing.admin_review import CappedCountPaginator
+
+    monkeypatch.setattr(CappedCountPaginator, "CAP", 2)
+    monkeypatch.setattr(ChargeAdmin, "list_per_page", 1)
+    newest_first = list(Charge.objects.order_by("-id").values_list("resource_id", flat=True))
+
+    pages = [
+        listed_resources(admin_client, f"/admin/billing/charge/?p={number}")
+        for number in (1, 2, 3)  # a count capped at 3 rows makes three pages
+    ]
+
+    assert pages == [{resource} for resource in newest_first[:3]]
+    # Sorted by a column (o=4 is resource id; o counts from 0): the page query Django makes.
+    assert listed_resources(admin_client, "/admin/billing/charge/?o=4&p=1") == {"bad-fund-1"}
+    assert listed_resources(admin_client, "/admin/billing/charge/?o=-4&p=1") == {"untagged"}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_period_figures_are_cached_until_a_decision_or_import_changes_them(
     ingest, write_focus, django_assert_max_num_queries
