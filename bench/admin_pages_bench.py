@@ -34,6 +34,8 @@ def main():
     else:
         os.environ["DATABASE_URL"] = PG_URL
     os.environ["OPENCHARGEBACK_HOME"] = str(keep / "home")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-" + os.urandom(16).hex())
+    os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")  # the test client speaks HTTP
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openchargeback.settings")
     os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver")
     sys.path[:0] = [str(ROOT), str(ROOT / "bench")]

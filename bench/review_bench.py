@@ -93,6 +93,7 @@ def main():
     parser.add_argument("--db", action="append", choices=["sqlite", "postgres"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-" + os.urandom(16).hex())
     if args.child:
         print(json.dumps(child(args.rows, Path(args.child))))
         return
