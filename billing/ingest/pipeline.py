@@ -45,7 +45,7 @@ from ..money import ZERO, ExactSum, exact_sum, money_text
 from . import loader
 from .columns import map_headers
 from .errors import FileRefused, ImportRefused
-from .reader import read_batches, read_headers
+from .reader import RereadForLines, read_batches, read_headers
 from .rows import RowBuilder
 
 PERIOD_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
@@ -326,20 +326,31 @@ def _stream(
             states[key] = state
         return state
 
+    def read(item, parse_problems, use_threads):
+        for batch in read_batches(item.path, item.headers, parse_problems, use_threads):
+            built = builder.build(batch, file_name=item.name, fields=item.fields, extra=item.extra)
+            item.rows += built.count
+            counts["read"] += built.count
+            if builder.problem_count or parse_problems or not use_threads:
+                continue  # keep reading to list problems; nothing will be kept
+            _place_batch(built, item, source, states, state_for, totals, counts, writer)
+            if progress:
+                progress(built.count)
+
     for item in files:
         parse_problems: list[str] = []
+        mark = builder.problems_mark()
         try:
-            for batch in read_batches(item.path, item.headers, parse_problems):
-                built = builder.build(
-                    batch, file_name=item.name, fields=item.fields, extra=item.extra
-                )
-                item.rows += built.count
-                counts["read"] += built.count
-                if builder.problem_count or parse_problems:
-                    continue  # keep reading to list problems; nothing will be kept
-                _place_batch(built, item, source, states, state_for, totals, counts, writer)
-                if progress:
-                    progress(built.count)
+            try:
+                read(item, parse_problems, use_threads=True)
+            except RereadForLines:
+                # A malformed row refuses the import. Read the file again, single-threaded, so
+                # that it and every problem after it are reported on their own lines.
+                builder.problems_reset(mark)
+                parse_problems.clear()
+                counts["read"] -= item.rows
+                item.rows = 0
+                read(item, parse_problems, use_threads=False)
         except FileRefused as exc:
             raise ImportRefused(f"{item.name}: {exc}") from None
         for problem in parse_problems:

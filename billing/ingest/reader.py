@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv as pa_csv
@@ -30,10 +31,37 @@ BLOCK_SIZE = 8 << 20  # bytes of CSV per batch: ~15,000 rows of a ~550-byte FOCU
 class Batch:
     arrays: list[pa.Array]  # one string array per column, in file order
     first_line: int  # line number of the batch's first row (the header is line 1)
+    # Each row's line number, when rows were skipped before or inside the batch; else None and
+    # the rows are numbered on from first_line.
+    lines: np.ndarray | None = None
 
     @property
     def count(self) -> int:
         return len(self.arrays[0]) if self.arrays else 0
+
+    def line(self, offset: int) -> int:
+        if self.lines is not None:
+            return int(self.lines[offset])
+        return self.first_line + offset
+
+    def line_numbers(self) -> np.ndarray:
+        if self.lines is not None:
+            return self.lines
+        return np.arange(self.first_line, self.first_line + self.count, dtype=np.int64)
+
+
+class RereadForLines(Exception):
+    """The multi-threaded reader skipped a malformed row without knowing its line, so the rows
+    after it can't be numbered. The caller reads the file again with `use_threads=False`."""
+
+
+def _numbered(first: int, count: int, skipped: list[int]) -> np.ndarray:
+    """The first `count` line numbers from `first` on that aren't in `skipped` (ascending)."""
+    lines = np.arange(first, first + count, dtype=np.int64)
+    for number in skipped:
+        if number >= first:
+            lines[lines >= number] += 1
+    return lines
 
     def column(self, index: int) -> list[str | None]:
         return self.arrays[index].to_pylist()
@@ -79,12 +107,17 @@ def read_headers(path: Path) -> list[str]:
     return first_line
 
 
-def read_batches(path: Path, headers: list[str], problems: list[str]) -> Iterator[Batch]:
-    """Yield the file's rows in batches. Rows that don't parse are added to `problems`."""
+def read_batches(
+    path: Path, headers: list[str], problems: list[str], use_threads: bool = True
+) -> Iterator[Batch]:
+    """Yield the file's rows in batches. Rows that don't parse are added to `problems`.
+
+    With `use_threads`, a malformed CSV row raises RereadForLines instead of numbering the rows
+    after it wrong; single-threaded, every row keeps its line number."""
     if file_format(path) == "parquet":
         yield from _read_parquet(path)
     else:
-        yield from _read_csv(path, headers, problems)
+        yield from _read_csv(path, headers, problems, use_threads)
 
 
 def _read_csv(
@@ -92,11 +125,13 @@ def _read_csv(
 ) -> Iterator[Batch]:
     names = [f"c{i}" for i in range(len(headers))]
     unnumbered = []
+    skipped: list[int] = []  # line numbers of the malformed rows, single-threaded
 
     def on_invalid_row(row):
         if row.number is None:  # the multi-threaded reader doesn't know line numbers
             unnumbered.append(row)
         else:
+            skipped.append(row.number)
             problems.append(
                 f"line {row.number}: expected {row.expected_columns} columns, "
                 f"found {row.actual_columns}"
@@ -124,14 +159,15 @@ def _read_csv(
             convert_options=convert_options,
         )
         for record_batch in reader:
+            if unnumbered:
+                raise RereadForLines()
             if record_batch.num_rows == 0:
                 continue
-            yield Batch(arrays=list(record_batch.columns), first_line=line)
-            line += record_batch.num_rows
+            lines = _numbered(line, record_batch.num_rows, skipped) if skipped else None
+            yield Batch(arrays=list(record_batch.columns), first_line=line, lines=lines)
+            line = (int(lines[-1]) if lines is not None else line + record_batch.num_rows - 1) + 1
         if unnumbered:
-            # Malformed rows refuse the import; read once more, single-threaded, to name lines.
-            for _ in _read_csv(path, headers, problems, use_threads=False):
-                pass
+            raise RereadForLines()
     except pa.ArrowInvalid as exc:
         message = str(exc)
         if "UTF8" in message or "utf8" in message.lower():

@@ -164,6 +164,15 @@ class RowBuilder:
         if len(self.problems) < 20:
             self.problems.append(f"{where}: {message}")
 
+    def problems_mark(self) -> tuple[int, int]:
+        return len(self.problems), self.problem_count
+
+    def problems_reset(self, mark: tuple[int, int]) -> None:
+        """Forget the problems recorded since `mark` (a file about to be read again)."""
+        listed, count = mark
+        del self.problems[listed:]
+        self.problem_count = count
+
     # -- the batch --------------------------------------------------------------------------
 
     def build(
@@ -189,7 +198,7 @@ class RowBuilder:
                 array(name),
                 where,
                 FOCUS_NAMES[name],
-                batch.first_line,
+                batch.line,
                 required=name == "billed_cost",
             )
         out.billed = ExactColumn(columns["billed_cost"])
@@ -204,7 +213,7 @@ class RowBuilder:
                 array(name),
                 where,
                 FOCUS_NAMES[name],
-                batch.first_line,
+                batch.line,
                 required=name == "billing_period_start",
             )
             columns[name] = stored
@@ -225,7 +234,7 @@ class RowBuilder:
             bad = [i for i, code in enumerate(cleaned) if not _CURRENCY.match(code)]
             for offset in _rows_with(codes, bad):
                 self.problem(
-                    where.format(line=batch.first_line + offset, column="BillingCurrency"),
+                    where.format(line=batch.line(offset), column="BillingCurrency"),
                     f"not a currency code: {raw[codes[offset]]!r}",
                 )
             out.currencies = sorted(set(cleaned))
@@ -287,15 +296,13 @@ class RowBuilder:
             for raw, info in zip(tags[0], tag_infos, strict=True)
         ]
         columns["extra"] = self._extra_column(batch, extra, n, invalid_tags, tags[1])
-        columns["line_number"] = pa.array(
-            np.arange(batch.first_line, batch.first_line + n, dtype=np.int64)
-        )
+        columns["line_number"] = pa.array(batch.line_numbers())
         out.content_hashes = self._content_hashes(batch, fields, extra)
         return out
 
     # -- columns ------------------------------------------------------------------------
 
-    def _money_column(self, array, where, column, first_line, *, required) -> pa.Array:
+    def _money_column(self, array, where, column, line, *, required) -> pa.Array:
         """Stored text for one cost or quantity column.
 
         Plain decimals within range are recognised by a vectorised regex; only the other values
@@ -310,17 +317,17 @@ class RowBuilder:
         for offset in pc.indices_nonzero(pc.invert(ok)).to_pylist():
             raw = texts[offset]
             if raw is None:
-                self.problem(where.format(line=first_line + offset, column=column), "empty")
+                self.problem(where.format(line=line(offset), column=column), "empty")
                 texts[offset] = "0"
                 continue
             try:
                 _, texts[offset] = parse_money(raw)
             except MoneyParseError as exc:
-                self.problem(where.format(line=first_line + offset, column=column), str(exc))
+                self.problem(where.format(line=line(offset), column=column), str(exc))
                 texts[offset] = "0"
         return pa.array(texts, pa.string())
 
-    def _datetime_column(self, array, where, column, first_line, *, required):
+    def _datetime_column(self, array, where, column, line, *, required):
         """(parsed value per distinct text, each row's code, stored values as an array)."""
         cache = self._datetimes
         raw, codes = distinct(array)
@@ -345,7 +352,7 @@ class RowBuilder:
         for offset in _rows_with(codes, bad):
             text = raw[codes[offset]]
             self.problem(
-                where.format(line=first_line + offset, column=column),
+                where.format(line=line(offset), column=column),
                 "empty" if text is None else f"not a date-time in 2000-2099: {text!r}",
             )
         kind = pa.string() if all(v is None or isinstance(v, str) for v in stored) else None

@@ -930,11 +930,6 @@ def test_row_with_wrong_number_of_fields_names_its_line(run, config_path, write_
     assert "ragged.csv line 4" in message or "ragged.csv: line 4" in message
 
 
-@pytest.mark.xfail(
-    reason="the reader skips a ragged row without counting it, so every later row's line "
-    "number is one too small: a bad cost on line 5 is reported on line 4",
-    strict=True,
-)
 def test_lines_after_a_ragged_row_keep_their_numbers(run, config_path, write_file, existing):
     text = (
         focus_text([{}, {}]) + RAGGED_ROW + focus_text([{"BilledCost": "oops"}]).split("\n", 1)[1]

@@ -14,6 +14,7 @@ from decimal import Decimal
 import numpy as np
 import pyarrow as pa
 import pytest
+from django.core.management.base import CommandError
 from django.db import connection
 
 from billing.ingest import loader, reader
@@ -273,3 +274,52 @@ def test_new_sqlite_databases_use_16k_pages(db):
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA page_size")
         assert cursor.fetchone() == (16384,)
+
+
+# -- line numbers around malformed rows -------------------------------------------------------
+
+
+def _with_malformed_lines(rows: list[dict], bad_lines: tuple[int, ...]) -> str:
+    """FOCUS text whose given lines (the header is line 1) have too few fields."""
+    lines = focus_text(rows).split("\n")
+    for number in bad_lines:
+        lines[number - 1] = "2025-01-01,oops"
+    return "\n".join(lines)
+
+
+def test_rows_after_malformed_ones_keep_their_line_numbers(tmp_path, tiny_batches):
+    path = tmp_path / "ragged.csv"
+    path.write_text(_with_malformed_lines([{"ResourceId": f"r{i}"} for i in range(12)], (4, 9)))
+    headers = read_headers(path)
+    fields, _, _ = map_headers(headers)
+    problems: list[str] = []
+
+    with pytest.raises(reader.RereadForLines):  # threaded: lines unknown, so it says so
+        list(read_batches(path, headers, [], use_threads=True))
+    batches = list(read_batches(path, headers, problems, use_threads=False))
+
+    assert len(batches) > 2
+    numbered = {
+        resource: batch.line(offset)
+        for batch in batches
+        for offset, resource in enumerate(batch.arrays[fields["resource_id"]].to_pylist())
+    }
+    assert numbered == {f"r{i}": i + 2 for i in range(12) if i + 2 not in (4, 9)}
+    assert [problem.split(":")[0] for problem in problems] == ["line 4", "line 9"]
+
+
+def test_a_refused_file_names_the_true_line_of_every_problem(
+    tiny_batches, ingest, write_file, config_path
+):
+    rows = [{"ResourceId": f"r{i}"} for i in range(12)]
+    rows[9]["BilledCost"] = "oops"  # line 11
+    path = write_file("mixed.csv", _with_malformed_lines(rows, (4,)))
+
+    with pytest.raises(CommandError) as refused:
+        ingest(path, source="aws")
+
+    message = str(refused.value)
+    assert "mixed.csv line 11, column BilledCost" in message
+    assert "mixed.csv: line 4: expected" in message
+    assert message.count("mixed.csv") == 2  # each problem once, though the file was read twice
+    assert Charge.objects.count() == 0
