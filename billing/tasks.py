@@ -68,3 +68,21 @@ def import_job_run(job_id: int, user_id: int | None = None) -> str:
     from .services import uploads
 
     return uploads.import_job_run(job_id=job_id, acting_user=_user(user_id)).status
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def warm_period_figures(period_ids: list[int]) -> list[str]:
+    """Compute and cache the dashboard's figures for these periods (after an import or a
+    decision changed them); returns the periods warmed. Safe to run twice: it only reads."""
+    from .dashboard import dashboard_context
+    from .models import BillingPeriod
+
+    warmed = []
+    for key in (
+        BillingPeriod.objects.filter(pk__in=period_ids)
+        .order_by("key")
+        .values_list("key", flat=True)
+    ):
+        dashboard_context(key)
+        warmed.append(key)
+    return warmed

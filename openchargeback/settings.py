@@ -2,6 +2,7 @@
 
 - DATABASE_URL unset: SQLite in the instance folder. A postgres:// URL selects PostgreSQL.
 - CELERY_BROKER_URL unset: Celery tasks run in-process. Set it (redis://…) to use workers.
+- CACHE_URL: redis://… to share cached figures through Redis; default, files in the instance.
 - DJANGO_DEBUG unset: no debug. DJANGO_SECRET_KEY: required unless DEBUG is on.
 - Production (DEBUG off) is secure by default: HTTPS, cookies, HSTS, CSP, login lockout, the
   admin's path, single sign-on; each has its variable (the security block, docs/security.md).
@@ -249,6 +250,24 @@ STATIC_URL = "static/"
 STATIC_ROOT = INSTANCE_DIR / "static"
 MEDIA_ROOT = INSTANCE_DIR / "media"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Cache: period figures computed by one process (a web worker, a Celery worker, a command) are
+# read by all of them. Redis with CACHE_URL=redis://…; otherwise files in the instance folder,
+# which every process on this machine shares. Test runs keep theirs in memory.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if _TESTING:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+elif CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": INSTANCE_DIR / "cache",
+        }
+    }
 
 # Celery: eager (in-process) unless a broker is configured.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")

@@ -42,6 +42,7 @@ from ..models import (
     Source,
 )
 from ..money import ZERO, ExactSum, exact_sum, money_text
+from ..services.figures import figures_warm_after_commit
 from . import loader
 from .columns import map_headers
 from .errors import FileRefused, ImportRefused
@@ -224,6 +225,10 @@ def import_files(
         )
         if dry_run:
             transaction.set_rollback(True)
+        elif result.status != Import.Outcome.UNCHANGED:
+            figures_warm_after_commit(
+                BillingPeriod.objects.filter(key__in=result.periods).values_list("pk", flat=True)
+            )
     return result
 
 

@@ -18,6 +18,7 @@ from accounts.services import audit_record
 
 from ..ingest.pipeline import PERIOD_RE
 from ..models import BillingPeriod, Charge
+from .figures import figures_warm_after_commit
 
 
 class PeriodError(Exception):
@@ -95,6 +96,7 @@ def period_close(*, key: str, acting_user=None, actor: str = "", reason: str = "
         after={"status": "closed"},
         reason=reason,
     )
+    figures_warm_after_commit([period.pk])  # the figures' key has the status
     return period
 
 
@@ -123,6 +125,7 @@ def period_finalize(
         after={"status": "finalized"},
         reason=reason,
     )
+    figures_warm_after_commit([period.pk])  # the figures' key has the status
     return period
 
 
@@ -160,4 +163,5 @@ def period_open(*, key: str, acting_user=None, actor: str = "", reason: str = ""
         after={"status": "open"},
         reason=reason,
     )
+    figures_warm_after_commit([period.pk])  # the figures' key has the status
     return period

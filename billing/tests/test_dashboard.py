@@ -241,3 +241,58 @@ def test_cached_figures_follow_every_decision_and_import(
     summary = period_summary(BillingPeriod.objects.get(key="2026-10"))
     assert restated["billed"].value == Decimal(summary["totals"]["USD"]["billed"])
     assert restated["billed"].value != after["billed"].value
+
+
+# ---- warming the figures after a change -------------------------------------------------------
+
+
+def _charge_group_bys(queries) -> list[str]:
+    return [q["sql"] for q in queries if "GROUP BY" in q["sql"] and "billing_charge" in q["sql"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_warm_up_task_computes_what_the_dashboard_reads(ingest):
+    """Run by a worker after an import or decision: the next view runs no GROUP BY."""
+    from billing.dashboard import dashboard_context
+    from billing.tasks import warm_period_figures
+
+    ingest(SAMPLES / "aws_2026-10.csv", source="aws")
+    period = BillingPeriod.objects.get(key="2026-10")
+    cache.clear()
+    with CaptureQueriesContext(connection) as cold:
+        expected = dashboard_context("2026-10")["figures"]
+    assert _charge_group_bys(cold.captured_queries)  # nothing cached: the view computes
+    cache.clear()
+
+    assert warm_period_figures.apply(args=[[period.pk]]).get() == ["2026-10"]
+    with CaptureQueriesContext(connection) as warm:
+        figures = dashboard_context("2026-10")["figures"]
+
+    assert _charge_group_bys(warm.captured_queries) == []
+    assert figures == expected
+
+
+def test_changes_queue_a_warm_up_only_when_workers_run_tasks(
+    ingest, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from billing import tasks
+    from billing.services import charge_reject, period_close
+
+    queued = []
+    monkeypatch.setattr(tasks.warm_period_figures, "delay", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):  # eager (no broker): nothing queued
+        ingest(SAMPLES / "aws_2026-09.csv", source="aws")
+    assert queued == []
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(SAMPLES / "aws_2026-10.csv", source="aws")
+    october = BillingPeriod.objects.get(key="2026-10")
+    assert queued == [[october.pk]]
+
+    with django_capture_on_commit_callbacks(execute=True):  # the same file: unchanged
+        ingest(SAMPLES / "aws_2026-10.csv", source="aws")
+    with django_capture_on_commit_callbacks(execute=True):
+        charge_reject(charges=Charge.objects.filter(period=october, flags__gt=0), note="test")
+        period_close(key="2026-10")
+    assert queued == [[october.pk], [october.pk], [october.pk]]
