@@ -356,6 +356,12 @@ def _stream(
                 counts["read"] -= item.rows
                 item.rows = 0
                 read(item, parse_problems, use_threads=False)
+                if not parse_problems:
+                    # Not expected (both readers reject the same rows), but the first pass
+                    # skipped rows: without a problem listed, the import would lose them.
+                    raise ImportRefused(
+                        f"{item.name}: malformed rows; nothing was imported"
+                    ) from None
         except FileRefused as exc:
             raise ImportRefused(f"{item.name}: {exc}") from None
         for problem in parse_problems:
