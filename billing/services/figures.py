@@ -14,15 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.conf import settings
 from django.db import transaction
 
 
 def figures_warm_after_commit(period_ids: Iterable[int]) -> None:
     """Queue the recomputation of these periods' figures for when the transaction commits."""
-    ids = sorted({int(pk) for pk in period_ids})
-    if not ids or settings.CELERY_TASK_ALWAYS_EAGER:
-        return
     from ..tasks import warm_period_figures
 
+    ids = sorted({int(pk) for pk in period_ids})
+    if not ids or warm_period_figures.app.conf.task_always_eager:
+        return
     transaction.on_commit(lambda: warm_period_figures.delay(ids), robust=True)

@@ -273,7 +273,7 @@ def test_the_warm_up_task_computes_what_the_dashboard_reads(ingest):
 
 
 def test_changes_queue_a_warm_up_only_when_workers_run_tasks(
-    ingest, settings, monkeypatch, django_capture_on_commit_callbacks
+    ingest, monkeypatch, django_capture_on_commit_callbacks
 ):
     from billing import tasks
     from billing.services import charge_reject, period_close
@@ -284,7 +284,7 @@ def test_changes_queue_a_warm_up_only_when_workers_run_tasks(
         ingest(SAMPLES / "aws_2026-09.csv", source="aws")
     assert queued == []
 
-    settings.CELERY_TASK_ALWAYS_EAGER = False
+    monkeypatch.setitem(tasks.warm_period_figures.app.conf, "task_always_eager", False)
     with django_capture_on_commit_callbacks(execute=True):
         ingest(SAMPLES / "aws_2026-10.csv", source="aws")
     october = BillingPeriod.objects.get(key="2026-10")
