@@ -42,12 +42,16 @@ pytestmark = [
     ),
 ]
 
-# A worker whose unacknowledged tasks come back 5 s after it dies (Redis visibility timeout).
+# A worker whose unacknowledged tasks come back 5 s after it dies (Redis visibility timeout),
+# rendering at most 40 statements a second: a one-page render takes a few milliseconds, and at
+# full speed one worker finished the whole batch between two looks of the test.
 WORKER = (
     "import sys\n"
     "from openchargeback.celery import app\n"
     "app.conf.broker_transport_options = {'visibility_timeout': 5,"
     " 'unacked_restore_interval': 1, 'unacked_restore_throttle': 1}\n"
+    "app.conf.task_annotations = {"
+    "'statements.tasks.render_statement_task': {'rate_limit': '40/s'}}\n"
     "app.worker_main(sys.argv[1:])\n"
 )
 
@@ -135,8 +139,8 @@ def test_two_workers_a_kill_and_a_restart_mail_everyone_at_most_once(
 ):
     preview = statement_generate(period_key="2025-01", dry_run=True, config=config)
 
-    # The whole batch is queued before any worker runs, so the kill below always lands mid-batch
-    # (with workers already running, a fast machine could finish it before the test looks).
+    # The whole batch is queued before any worker runs, and workers render at a bounded rate
+    # (WORKER), so the kill below lands mid-batch however fast the machine is.
     result = statement_generate(period_key="2025-01", send=True, config=config)
     run_id = result.run_id
     from statements.models import StatementRun
