@@ -17,11 +17,18 @@ from collections.abc import Iterable
 from django.db import transaction
 
 
+def tasks_run_in_process() -> bool:
+    """True when Celery has no workers to send tasks to (no broker, or the tests' setting)."""
+    from ..tasks import warm_period_figures
+
+    return bool(warm_period_figures.app.conf.task_always_eager)
+
+
 def figures_warm_after_commit(period_ids: Iterable[int]) -> None:
     """Queue the recomputation of these periods' figures for when the transaction commits."""
     from ..tasks import warm_period_figures
 
     ids = sorted({int(pk) for pk in period_ids})
-    if not ids or warm_period_figures.app.conf.task_always_eager:
+    if not ids or tasks_run_in_process():
         return
     transaction.on_commit(lambda: warm_period_figures.delay(ids), robust=True)

@@ -276,7 +276,7 @@ def test_changes_queue_a_warm_up_only_when_workers_run_tasks(
     ingest, monkeypatch, django_capture_on_commit_callbacks
 ):
     from billing import tasks
-    from billing.services import charge_reject, period_close
+    from billing.services import charge_reject, figures, period_close
 
     queued = []
     monkeypatch.setattr(tasks.warm_period_figures, "delay", queued.append)
@@ -284,7 +284,9 @@ def test_changes_queue_a_warm_up_only_when_workers_run_tasks(
         ingest(SAMPLES / "aws_2026-09.csv", source="aws")
     assert queued == []
 
-    monkeypatch.setitem(tasks.warm_period_figures.app.conf, "task_always_eager", False)
+    # As with workers. (Not by changing the Celery app's setting: a fixture restores that one,
+    # and a second restore could leave every later test with the wrong value.)
+    monkeypatch.setattr(figures, "tasks_run_in_process", lambda: False)
     with django_capture_on_commit_callbacks(execute=True):
         ingest(SAMPLES / "aws_2026-10.csv", source="aws")
     october = BillingPeriod.objects.get(key="2026-10")
