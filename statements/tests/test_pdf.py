@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date
 from decimal import Decimal
 
@@ -117,7 +116,7 @@ def _figures(lines: int) -> StatementFigures:
     return f
 
 
-def test_a_one_page_statement_renders_fast_and_is_deterministic():
+def test_a_one_page_statement_is_deterministic():
     f = _figures(15)
     data = PdfData(
         institution="RC",
@@ -134,14 +133,8 @@ def test_a_one_page_statement_renders_fast_and_is_deterministic():
     )
     first = render_pdf(data)
     assert render_pdf(data) == first  # same statement, same bytes, same hash
-    timings = []
-    for _ in range(5):
-        began = time.perf_counter()
-        render_pdf(data)
-        timings.append(time.perf_counter() - began)
     assert len(pdf_pages(first)) == 1
-    # The benchmark holds the 25 ms target; here only a generous bound (shared machine).
-    assert min(timings) < 0.25
+    # Its speed is bench/statements_bench.py's to measure, not a test's.
 
 
 def test_quantities_are_readable():
