@@ -1,5 +1,6 @@
-"""Fixtures for the billing tests: the reference files, the example configuration, small FOCUS
-files written on the fly, and helpers that run management commands the way a user does."""
+"""Fixtures for the billing tests: the reference month (written by the tests, see
+reference_month.py), the example configuration, small FOCUS files written on the fly, and helpers
+that run management commands the way a user does."""
 
 from __future__ import annotations
 
@@ -17,17 +18,12 @@ from billing.config import load_config
 from billing.models import PI, BillingPeriod, Charge, Import, ImportFile, Project
 from billing.money import ExactSum
 
+from .reference_month import REFERENCE_SOURCES, write_reference_month
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO / "config.example.yaml"
-SAMPLE_DIR = Path(__file__).resolve().parents[3] / "shared" / "sample_data" / "upstream-2025-01"
-# File stem -> source name in config.example.yaml.
-SAMPLE_SOURCES = {
-    "aws_2025-01.csv": "aws",
-    "azure_2025-01.csv": "azure",
-    "hpc_2025-01.csv": "hpc",
-    "it_storage_2025-01.csv": "it_storage",
-    "storage_2025-01.csv": "storage",
-}
+# File name -> source name in config.example.yaml.
+SAMPLE_SOURCES = REFERENCE_SOURCES
 
 # Columns of the small files the tests write, in order.
 FOCUS_COLUMNS = [
@@ -57,11 +53,10 @@ DEFAULT_ROW = {
 }
 
 
-@pytest.fixture
-def sample_dir() -> Path:
-    if not SAMPLE_DIR.is_dir():
-        pytest.skip(f"reference files not found at {SAMPLE_DIR}")
-    return SAMPLE_DIR
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> Path:
+    """The five files of the reference month (reference_month.py), written once per session."""
+    return write_reference_month(tmp_path_factory.mktemp("reference-2025-01"))
 
 
 @pytest.fixture
@@ -216,4 +211,3 @@ def make_charges(db):
         return list(Charge.objects.filter(line_number__gte=start + 2).order_by("line_number"))
 
     return make
-

@@ -104,14 +104,14 @@ def test_known_figures_of_the_reference_month(admin_client, import_samples):
     response = dashboard(admin_client)
     assert response.context["period"].key == "2025-01"
     (usd,) = response.context["figures"]["currencies"]
-    # sample_data/README.md of the reference files: 59 rows, billed 20,227.00, list 32,260.00.
+    # The reference month (reference_month.py): 59 rows, billed 20,227.00, list 32,260.00.
     assert usd["charges"] == 59
     assert usd["billed"].value == Decimal("20227.00")
     assert usd["list"].value == Decimal("32260.00")
     html = response.content.decode()
     assert "20,227.00" in html
     top_pis = response.context["figures"]["top_pis"]
-    # Per-statement table of the reference README: zorp.blinkman 2,307.75 + 4,152.25.
+    # Its per-statement table: zorp.blinkman 2,307.75 + 4,152.25.
     assert top_pis[0]["label"] == "zorp.blinkman@example.edu"
     assert top_pis[0]["billable"].value == Decimal("6460.00")
     assert top_pis[1]["label"] == "grix.mottershaw@example.edu"

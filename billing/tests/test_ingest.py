@@ -22,76 +22,24 @@ from billing.models import AccountMapping, BillingPeriod, Charge, Flag, Import
 from billing.services import import_files
 
 from .conftest import GOOD_TAGS, SAMPLE_SOURCES, billed_total, db_state, focus_text
+from .reference_month import (
+    GENOMICS_GRANT,
+    GENOMICS_REQUEST,
+    REFERENCE_DISCOUNTS,
+    REFERENCE_FILES,
+    REFERENCE_STATEMENTS,
+)
 
 pytestmark = pytest.mark.django_db
 
 D = Decimal
 
-# README of the reference files: file -> (rows, billed, list).
-README_FILES = {
-    "aws_2025-01.csv": (25, D("19086.75"), D("22455.00")),
-    "azure_2025-01.csv": (4, D("735.25"), D("865.00")),
-    "hpc_2025-01.csv": (9, D("0.00"), D("8200.00")),
-    "it_storage_2025-01.csv": (6, D("360.00"), D("360.00")),
-    "storage_2025-01.csv": (15, D("45.00"), D("380.00")),
-}
-# README: (PI, project) -> (fund/org, list, discount, due).
+# The reference month's hand-written figures (reference_month.py): file -> (rows, billed, list).
+README_FILES = REFERENCE_FILES
+# (PI, project) -> (fund/org, list, discount, due).
 README_STATEMENTS = {
-    ("drix.kelvington@example.edu", "labor-economics"): (
-        "ECON-DEPT-2024",
-        "830.00",
-        "118.25",
-        "711.75",
-    ),
-    ("frin.bumberly@example.edu", "cfd-turbulence"): ("ENGR-STARTUP", "3665.00", "3660.00", "5.00"),
-    ("grix.mottershaw@example.edu", "alzheimers-biomarkers"): (
-        "ADNI-PILOT-2024",
-        "2480.00",
-        "724.25",
-        "1755.75",
-    ),
-    ("grix.mottershaw@example.edu", "neuroimaging-atlas"): (
-        "NIMH-2024-003",
-        "4400.00",
-        "646.25",
-        "3753.75",
-    ),
-    ("plex.wombsworth@example.edu", "exoplanet-survey"): (
-        "NASA-EXOP-2024",
-        "6005.00",
-        "905.00",
-        "5100.00",
-    ),
-    ("quib.flannister@example.edu", "climate-modeling"): (
-        "NSF-ATM-2024",
-        "2530.00",
-        "2517.50",
-        "12.50",
-    ),
-    ("quib.flannister@example.edu", "ocean-circulation"): (
-        "NOAA-CPO-2024",
-        "3275.00",
-        "1582.00",
-        "1693.00",
-    ),
-    ("tarn.voxley@example.edu", "quantum-materials"): (
-        "DOE-SC-2024",
-        "1470.00",
-        "734.75",
-        "735.25",
-    ),
-    ("zorp.blinkman@example.edu", "genomics-sequencing"): (
-        "BIO-2024-001",
-        "2720.00",
-        "412.25",
-        "2307.75",
-    ),
-    ("zorp.blinkman@example.edu", "protein-folding-ml"): (
-        "NIH-R01-2023",
-        "4885.00",
-        "732.75",
-        "4152.25",
-    ),
+    (pi, project): (fund, lst, REFERENCE_DISCOUNTS[project], due)
+    for pi, project, fund, lst, due in REFERENCE_STATEMENTS
 }
 
 
@@ -165,9 +113,9 @@ def test_reference_tags_fill_references_from_the_mapped_keys(import_samples):
     import_samples()
 
     # config.example.yaml maps reference_1 to the grant_number tag, reference_2 to request_id.
-    charge = Charge.objects.get(resource_id="i-0abc123def456789a")
-    assert charge.reference_1 == "NSF-BIO-2024-1234567"
-    assert charge.reference_2 == "REQ-2024-00142"
+    charge = Charge.objects.get(resource_id="i-0f3a61c2d9e8b7001")
+    assert charge.reference_1 == GENOMICS_GRANT == "NSF-DBI-2025-0410"
+    assert charge.reference_2 == GENOMICS_REQUEST == "REQ-2025-00077"
     assert charge.pi.email == "zorp.blinkman@example.edu"
     assert charge.review_status == "clean"
 

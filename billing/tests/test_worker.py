@@ -20,8 +20,9 @@ from billing.models import Charge, Import
 from billing.selectors import period_summary
 from billing.tasks import import_files_task
 
+from .reference_month import write_reference_month
+
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT.parent / "shared" / "sample_data" / "upstream-2025-01"
 
 pytestmark = [
     pytest.mark.worker,
@@ -67,8 +68,9 @@ def worker():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_import_runs_in_a_real_worker(worker):
-    paths = sorted(str(p) for p in SAMPLE.glob("aws_*.csv"))
+def test_import_runs_in_a_real_worker(worker, tmp_path):
+    # The worker reads the files by path: the reference month, written where it can see them.
+    paths = sorted(str(p) for p in write_reference_month(tmp_path).glob("aws_*.csv"))
     config = str(ROOT / "config.example.yaml")
 
     result = import_files_task.delay(

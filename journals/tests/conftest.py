@@ -8,7 +8,6 @@ import csv
 import io
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -18,32 +17,15 @@ from billing.models import BillingPeriod, Charge
 from billing.services import import_files
 
 # The reference files and the example configuration, as the billing tests know them.
-from billing.tests.conftest import (
+from billing.tests.conftest import (  # noqa: F401  (sample_dir is a fixture)
     EXAMPLE_CONFIG,
-    SAMPLE_DIR,
     SAMPLE_SOURCES,
+    sample_dir,
 )
+from billing.tests.reference_month import REFERENCE_STATEMENTS
 
-# Amounts due per statement, from ../shared/sample_data/README.md (PI, project, fund/org).
-README_STATEMENTS = [
-    ("drix.kelvington@example.edu", "labor-economics", "ECON-DEPT-2024", "830.00", "711.75"),
-    ("frin.bumberly@example.edu", "cfd-turbulence", "ENGR-STARTUP", "3665.00", "5.00"),
-    (
-        "grix.mottershaw@example.edu",
-        "alzheimers-biomarkers",
-        "ADNI-PILOT-2024",
-        "2480.00",
-        "1755.75",
-    ),
-    ("grix.mottershaw@example.edu", "neuroimaging-atlas", "NIMH-2024-003", "4400.00", "3753.75"),
-    ("plex.wombsworth@example.edu", "exoplanet-survey", "NASA-EXOP-2024", "6005.00", "5100.00"),
-    ("quib.flannister@example.edu", "climate-modeling", "NSF-ATM-2024", "2530.00", "12.50"),
-    ("quib.flannister@example.edu", "ocean-circulation", "NOAA-CPO-2024", "3275.00", "1693.00"),
-    ("tarn.voxley@example.edu", "quantum-materials", "DOE-SC-2024", "1470.00", "735.25"),
-    ("zorp.blinkman@example.edu", "genomics-sequencing", "BIO-2024-001", "2720.00", "2307.75"),
-    ("zorp.blinkman@example.edu", "protein-folding-ml", "NIH-R01-2023", "4885.00", "4152.25"),
-]
-
+# Amounts due per statement (PI, project, fund/org, list, due): the reference month's table.
+README_STATEMENTS = REFERENCE_STATEMENTS
 FOCUS_COLUMNS = [
     "BillingPeriodStart",
     "BillingPeriodEnd",
@@ -92,13 +74,6 @@ def instance_dir(tmp_path, settings):
 
 
 @pytest.fixture
-def sample_dir() -> Path:
-    if not SAMPLE_DIR.is_dir():
-        pytest.skip(f"reference files not found at {SAMPLE_DIR}")
-    return SAMPLE_DIR
-
-
-@pytest.fixture
 def config():
     return load_config(EXAMPLE_CONFIG)
 
@@ -127,7 +102,7 @@ def make_config(text: str):
 
 
 @pytest.fixture
-def samples(db, sample_dir, config):
+def samples(db, sample_dir, config):  # noqa: F811
     """The five reference files imported into 2025-01 (all clean with the example config)."""
     for name, source in SAMPLE_SOURCES.items():
         import_files(paths=[sample_dir / name], source=source, config=config, actor="test")

@@ -1,5 +1,5 @@
-"""The reference month (../shared/sample_data/upstream-2025-01): the journals tie to the
-independently computed statement figures of its README, to the cent."""
+"""The reference month (billing/tests/reference_month.py): the journals tie to its hand-written
+statement figures, which are plain sums of its rows, to the cent."""
 
 from __future__ import annotations
 

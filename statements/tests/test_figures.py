@@ -10,6 +10,11 @@ import pytest
 
 from billing.models import PI, BillingPeriod, Charge, Project
 from billing.money import exact_sum, round_cents
+from billing.tests.reference_month import (
+    REFERENCE_BY_SERVICE,
+    REFERENCE_DISCOUNTS,
+    REFERENCE_STATEMENTS,
+)
 from statements.figures import (
     excluded_summary,
     group_totals,
@@ -20,71 +25,13 @@ from statements.figures import (
 
 D = Decimal
 
-# The reference README: (PI, project, fund/org) -> (list, discount, due).
+# The reference month's hand-written table (billing/tests/reference_month.py):
+# (PI, project, fund/org) -> (list, discount, due).
 README = {
-    ("drix.kelvington@example.edu", "labor-economics", "ECON-DEPT-2024"): (
-        "830.00",
-        "118.25",
-        "711.75",
-    ),
-    ("frin.bumberly@example.edu", "cfd-turbulence", "ENGR-STARTUP"): ("3665.00", "3660.00", "5.00"),
-    ("grix.mottershaw@example.edu", "alzheimers-biomarkers", "ADNI-PILOT-2024"): (
-        "2480.00",
-        "724.25",
-        "1755.75",
-    ),
-    ("grix.mottershaw@example.edu", "neuroimaging-atlas", "NIMH-2024-003"): (
-        "4400.00",
-        "646.25",
-        "3753.75",
-    ),
-    ("plex.wombsworth@example.edu", "exoplanet-survey", "NASA-EXOP-2024"): (
-        "6005.00",
-        "905.00",
-        "5100.00",
-    ),
-    ("quib.flannister@example.edu", "climate-modeling", "NSF-ATM-2024"): (
-        "2530.00",
-        "2517.50",
-        "12.50",
-    ),
-    ("quib.flannister@example.edu", "ocean-circulation", "NOAA-CPO-2024"): (
-        "3275.00",
-        "1582.00",
-        "1693.00",
-    ),
-    ("tarn.voxley@example.edu", "quantum-materials", "DOE-SC-2024"): (
-        "1470.00",
-        "734.75",
-        "735.25",
-    ),
-    ("zorp.blinkman@example.edu", "genomics-sequencing", "BIO-2024-001"): (
-        "2720.00",
-        "412.25",
-        "2307.75",
-    ),
-    ("zorp.blinkman@example.edu", "protein-folding-ml", "NIH-R01-2023"): (
-        "4885.00",
-        "732.75",
-        "4152.25",
-    ),
+    (pi, project, fund): (lst, REFERENCE_DISCOUNTS[project], due)
+    for pi, project, fund, lst, due in REFERENCE_STATEMENTS
 }
-README_BY_SERVICE = {
-    "Amazon EC2": "11398.50",
-    "Amazon S3": "6761.75",
-    "Azure Virtual Machines": "544.00",
-    "Amazon EBS": "382.50",
-    "Secure File Services": "360.00",
-    "Amazon RDS": "331.50",
-    "Amazon S3 Glacier": "212.50",
-    "Azure Cosmos DB": "153.00",
-    "Azure Blob Storage": "38.25",
-    "Research Storage - Archive": "35.00",
-    "Research Storage - Home": "10.00",
-    "HPC Cluster": "0.00",
-    "HPC GPU Cluster": "0.00",
-    "Research Storage - Scratch": "0.00",
-}
+README_BY_SERVICE = REFERENCE_BY_SERVICE
 
 
 def assert_adds_up(f) -> None:
@@ -115,13 +62,13 @@ def test_reference_month_gives_the_ten_statements_of_the_readme(january):
     assert len({f.pi_email for f in figures}) == 7
     for f in figures:
         assert_adds_up(f)
-    # The statements add up to the period's billable total, and to the README's.
+    # The statements add up to the period's billable total, and to the table's.
     billable = exact_sum(
         c.billed_cost for c in Charge.objects.filter(period=period, review_status="clean")
     )
     assert sum(f.due_amount for f in figures) == billable == D("20227.00")
     assert sum(f.list_amount for f in figures) == D("32260.00")
-    # By service, across statements: the README's figures.
+    # By service, across statements: the table's figures.
     by_service = defaultdict(Decimal)
     for f in figures:
         for s in f.sections:
@@ -133,8 +80,8 @@ def test_reference_month_gives_the_ten_statements_of_the_readme(january):
 def test_references_come_from_the_tags(january):
     period = BillingPeriod.objects.get(key="2025-01")
     f = next(f for f in statement_figures(period) if f.project_code == "genomics-sequencing")
-    assert f.references["reference_1"] == ["NSF-BIO-2024-1234567"]
-    assert f.references["reference_2"] == ["REQ-2024-00142"]
+    assert f.references["reference_1"] == ["NSF-DBI-2025-0410"]
+    assert f.references["reference_2"] == ["REQ-2025-00077"]
 
 
 def test_percent_is_never_100_unless_nothing_is_due():

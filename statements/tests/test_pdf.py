@@ -37,15 +37,15 @@ def test_reference_statement_shows_what_the_issue_asks(january, config):
         "Charges by service",
         "HPC Cluster",
         "Detail by resource",
-        "cascade-node-101",
+        "cfd-les-runs",
         "Contact rc-billing@example.edu",
         "Page 1 of 1",
     ]:
         assert expected in text, expected
     zorp = next(s for s in result.statements if s["project"] == "genomics-sequencing")
     text = pdf_text(zorp["pdf"])
-    assert "NSF-BIO-2024-1234567" in text and "Grant number" in text
-    assert "REQ-2024-00142" in text
+    assert "NSF-DBI-2025-0410" in text and "Grant number" in text
+    assert "REQ-2025-00077" in text
 
 
 pytestmark = pytest.mark.django_db(transaction=True)
