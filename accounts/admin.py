@@ -1,13 +1,68 @@
+"""The admin's user, group and audit pages.
+
+Roles can't be escalated from the admin: only a superuser grants superuser, staff, groups (the
+roles) or user permissions, edits a superuser, or changes a group or its permissions. A finance
+admin (who holds accounts.change_user) sees those fields read-only; a POST that sets them anyway is
+ignored, because read-only fields are not part of the form. Every change is audited by
+accounts/signals.py.
+"""
+
 import csv
 import json
 
 from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
 
 from .models import AuditEvent, User
 
-admin.site.register(User, UserAdmin)
+# Fields only a superuser may set: together they are every way to grant a privilege.
+PRIVILEGE_FIELDS = ("is_superuser", "is_staff", "groups", "user_permissions")
+
+
+@admin.register(User)
+class AccountUserAdmin(UserAdmin):
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields += PRIVILEGE_FIELDS
+        return fields
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False  # nor its password: user_change_password asks this too
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        # The bulk "delete selected" action checks the model permission, not each object.
+        if not request.user.is_superuser and queryset.filter(is_superuser=True).exists():
+            raise PermissionDenied("Only a superuser deletes a superuser.")
+        super().delete_queryset(request, queryset)
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class RoleGroupAdmin(GroupAdmin):
+    """Groups are the roles: anyone with the view permission may look, only a superuser
+    changes them or their permissions."""
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
 
 
 class _Echo:

@@ -6,15 +6,42 @@ journals), so every app can record what it decides without depending on the othe
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
+PI_LOGIN_NOT_STAFF = "A PI's portal login can't be staff or superuser; staff need their own login."
+
 
 class User(AbstractUser):
-    """A staff member or a PI. Roles are Django groups; PI portal access comes with its issue."""
+    """A staff member or a PI. Roles are Django groups (accounts/roles.py); a PI's portal login
+    (billing's `PI.user`) is never staff nor superuser, checked here on every save and, for the
+    other side of the link, by `PI.save`."""
 
     class Meta:
         db_table = "accounts_user"
+
+    def save(self, *args, **kwargs):
+        # Every path (admin, shell, services) goes through save(); QuerySet.update does not,
+        # which the database trigger of billing's migration covers.
+        if (self.is_staff or self.is_superuser) and self.is_pi_login():
+            raise ValidationError(PI_LOGIN_NOT_STAFF)
+        super().save(*args, **kwargs)
+
+    def is_pi_login(self) -> bool:
+        """Linked to a PI (billing.PI.user, reverse name "pi"), looked up without importing
+        billing: accounts sits below it."""
+        if self.pk is None:
+            return False
+        link = self._meta.fields_map.get("pi")
+        if link is None:
+            return False
+        return link.related_model._default_manager.filter(user_id=self.pk).exists()
+
+    def clean(self):
+        super().clean()
+        if (self.is_staff or self.is_superuser) and self.is_pi_login():
+            raise ValidationError({"is_staff": PI_LOGIN_NOT_STAFF})
 
 
 class AuditEvent(models.Model):

@@ -50,5 +50,10 @@ def sync_role_permissions(Group, Permission) -> None:
 def sync_after_migrate(sender, using="default", **kwargs) -> None:
     from django.contrib.auth.models import Group, Permission
 
+    from .services import audit_suppressed
+
     if Group.objects.using(using).filter(name__in=ROLES).exists():
-        sync_role_permissions(Group, Permission)
+        # Not audited: the roles' permissions are declared here, in code, and a deploy that
+        # syncs them is not someone's decision. Changes made by a person (admin, shell) are.
+        with audit_suppressed():
+            sync_role_permissions(Group, Permission)

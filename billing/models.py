@@ -9,8 +9,11 @@ from __future__ import annotations
 import enum
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+from accounts.models import PI_LOGIN_NOT_STAFF
 
 from .money import MoneyField
 
@@ -102,6 +105,24 @@ class PI(models.Model):
 
     def __str__(self):
         return self.name or self.email
+
+    def save(self, *args, **kwargs):
+        # A PI's login is never staff (accounts.User.save checks the other side of the link).
+        if self._login_is_staff():
+            raise ValidationError(PI_LOGIN_NOT_STAFF)
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        super().clean()
+        if self._login_is_staff():
+            raise ValidationError({"user": PI_LOGIN_NOT_STAFF})
+
+    def _login_is_staff(self) -> bool:
+        if self.user_id is None:
+            return False
+        return type(self).user.field.related_model.objects.filter(
+            Q(is_staff=True) | Q(is_superuser=True), pk=self.user_id
+        ).exists()
 
 
 class Project(models.Model):

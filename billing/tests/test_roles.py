@@ -144,9 +144,7 @@ def test_period_transitions_follow_the_role(role, may_transition, as_role, month
     assert BillingPeriod.objects.get(pk=month.pk).status == expected
 
 
-@pytest.mark.parametrize(
-    "role,may_map", [(FINANCE_ADMIN, True), (REVIEWER, True), (VIEWER, False)]
-)
+@pytest.mark.parametrize("role,may_map", [(FINANCE_ADMIN, True), (REVIEWER, True), (VIEWER, False)])
 def test_account_map_edits_follow_the_role_and_are_audited(role, may_map, as_role):
     client = as_role(role)
     response = client.post(
@@ -164,7 +162,11 @@ def test_login_logout_and_failed_login_are_audited(client, django_user_model):
     client.post("/admin/login/", {"username": "ada", "password": "wrong"})
     client.post("/admin/login/", {"username": "ada", "password": "right-horse-battery"})
     client.post("/admin/logout/")
-    actions = list(AuditEvent.objects.order_by("id").values_list("action", "actor"))
+    actions = list(
+        AuditEvent.objects.filter(action__startswith="auth.")
+        .order_by("id")
+        .values_list("action", "actor")
+    )
     assert actions == [("auth.login_failed", "ada"), ("auth.login", "ada"), ("auth.logout", "ada")]
     failed = AuditEvent.objects.get(action="auth.login_failed")
     assert "wrong" not in str(failed.details)
