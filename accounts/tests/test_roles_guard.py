@@ -1,0 +1,225 @@
+"""Roles can't be escalated (issue 11): each path tried over HTTP with the admin's own forms, as a
+finance admin would, and the audit trail of every user, group and permission change."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
+
+from accounts.models import AuditEvent, User
+from accounts.roles import FINANCE_ADMIN, REVIEWER
+from billing.models import PI
+
+pytestmark = pytest.mark.django_db
+
+
+def user_form(user: User, **fields) -> dict:
+    """The user admin's change form as the browser posts it, plus `fields`."""
+    data = {
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
+        "date_joined_1": user.date_joined.strftime("%H:%M:%S"),
+    }
+    if user.is_active:
+        data["is_active"] = "on"
+    data.update(fields)
+    return data
+
+
+def change_url(user: User) -> str:
+    return f"/admin/accounts/user/{user.pk}/change/"
+
+
+@pytest.fixture
+def finance(client, django_user_model):
+    """A finance admin, logged in: staff, in the finance admin role, not superuser."""
+    user = django_user_model.objects.create_user("fran", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=FINANCE_ADMIN))
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def root(django_user_model):
+    return django_user_model.objects.create_superuser("root", "root@example.edu", "pw")
+
+
+def test_finance_admin_cannot_make_itself_superuser(client, finance):
+    every_permission = list(Permission.objects.values_list("pk", flat=True)[:5])
+    reviewer = Group.objects.get(name=REVIEWER)
+
+    response = client.post(
+        change_url(finance),
+        user_form(
+            finance,
+            first_name="Fran",
+            is_superuser="on",
+            is_staff="on",
+            groups=[reviewer.pk],
+            user_permissions=every_permission,
+        ),
+    )
+
+    assert response.status_code == 302  # saved: the other fields are the user's to edit
+    finance.refresh_from_db()
+    assert finance.first_name == "Fran"
+    assert not finance.is_superuser
+    assert list(finance.groups.values_list("name", flat=True)) == [FINANCE_ADMIN]
+    assert not finance.user_permissions.exists()
+    page = client.get(change_url(finance)).content.decode()
+    assert 'name="is_superuser"' not in page and 'name="groups"' not in page
+
+
+def test_finance_admin_cannot_grant_staff_or_roles_to_another_user(
+    client, finance, django_user_model
+):
+    other = django_user_model.objects.create_user("otto", password="pw")
+    role = Group.objects.get(name=FINANCE_ADMIN)
+
+    client.post(change_url(other), user_form(other, is_staff="on", groups=[role.pk]))
+
+    other.refresh_from_db()
+    assert not other.is_staff and not other.is_superuser
+    assert not other.groups.exists()
+
+
+def test_finance_admin_cannot_edit_repassword_or_delete_a_superuser(client, finance, root):
+    assert client.get(change_url(root)).status_code == 200  # may look (view permission)
+    response = client.post(change_url(root), user_form(root, email="me@evil.example"))
+    assert response.status_code == 403
+    password = f"/admin/accounts/user/{root.pk}/password/"
+    new = {"password1": "Take0ver-now!", "password2": "Take0ver-now!"}
+    assert client.post(password, new).status_code == 403
+    assert (
+        client.post(f"/admin/accounts/user/{root.pk}/delete/", {"post": "yes"}).status_code == 403
+    )
+    bulk = {"action": "delete_selected", "_selected_action": [root.pk], "post": "yes"}
+    assert client.post("/admin/accounts/user/", bulk).status_code == 403
+
+    root.refresh_from_db()
+    assert root.email == "root@example.edu" and root.check_password("pw")
+
+
+def test_finance_admin_cannot_change_groups_or_their_permissions(client, finance):
+    # Even given the group permissions explicitly: only a superuser changes the roles.
+    finance.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="auth", codename__endswith="_group")
+    )
+    reviewer = Group.objects.get(name=REVIEWER)
+    before = set(reviewer.permissions.values_list("pk", flat=True))
+    everything = list(Permission.objects.values_list("pk", flat=True))
+
+    url = f"/admin/auth/group/{reviewer.pk}/change/"
+    response = client.post(url, {"name": REVIEWER, "permissions": everything})
+    assert response.status_code == 403
+    response = client.post(
+        "/admin/auth/group/add/", {"name": "root-ish", "permissions": everything}
+    )
+    assert response.status_code == 403
+    delete = client.post(f"/admin/auth/group/{reviewer.pk}/delete/", {"post": "yes"})
+    assert delete.status_code == 403
+
+    assert set(reviewer.permissions.values_list("pk", flat=True)) == before
+    assert not Group.objects.filter(name="root-ish").exists()
+
+
+def test_a_superuser_grants_roles_and_it_is_audited_with_who_and_before_after(
+    client, root, django_user_model
+):
+    client.force_login(root)
+    other = django_user_model.objects.create_user("otto", password="pw")
+    role = Group.objects.get(name=FINANCE_ADMIN)
+
+    response = client.post(change_url(other), user_form(other, is_staff="on", groups=[role.pk]))
+
+    assert response.status_code == 302
+    other.refresh_from_db()
+    assert other.is_staff and list(other.groups.all()) == [role]
+    change = AuditEvent.objects.get(action="user.change", object_id=str(other.pk))
+    assert (change.actor, change.user) == ("root", root)
+    assert change.before == {"is_staff": False} and change.after == {"is_staff": True}
+    groups = AuditEvent.objects.get(action="user.groups", object_id=str(other.pk))
+    assert (groups.actor, groups.before, groups.after) == ("root", [], [FINANCE_ADMIN])
+
+
+def test_a_pi_login_is_never_staff(client, root, django_user_model):
+    login = django_user_model.objects.create_user("ada@example.edu", password="pw")
+    pi = PI.objects.create(email="ada@example.edu", user=login)
+
+    # Not even a superuser, in the admin: the form says why and nothing is saved.
+    client.force_login(root)
+    response = client.post(change_url(login), user_form(login, is_staff="on"))
+    assert response.status_code == 200
+    assert "staff need their own login" in response.content.decode()
+    login.refresh_from_db()
+    assert not login.is_staff
+
+    # Nor from code, on either side of the link.
+    login.is_staff = True
+    with pytest.raises(ValidationError):
+        login.save()
+    login.is_staff, login.is_superuser = False, True
+    with pytest.raises(ValidationError):
+        login.save()
+    staff = django_user_model.objects.create_user("sam", password="pw", is_staff=True)
+    pi.user = staff
+    with pytest.raises(ValidationError):
+        pi.save()
+    assert User.objects.get(pk=login.pk).is_staff is False
+    assert PI.objects.get(pk=pi.pk).user_id == login.pk
+
+
+def test_changes_from_code_are_audited_too(django_user_model):
+    """A shell or a command: no request, so the operating-system user is the actor."""
+    user = django_user_model.objects.create_user("otto", password="pw")
+    created = AuditEvent.objects.get(action="user.create")
+    assert created.after["username"] == "otto" and created.actor.endswith("@cli")
+    assert "password" not in str(created.after)
+
+    group = Group.objects.create(name="auditors")
+    permission = Permission.objects.get(codename="view_charge")
+    group.permissions.add(permission)
+    group.user_set.add(user)  # from the group's side
+    user.user_permissions.add(permission)
+    user.set_password("new-secret-1")
+    user.is_superuser = True
+    user.save()
+    group.permissions.clear()
+    user.groups.remove(group)
+
+    events = list(
+        AuditEvent.objects.filter(action__in=("group.permissions", "user.groups"))
+        .order_by("id")
+        .values_list("action", "before", "after")
+    )
+    assert events == [
+        ("group.permissions", [], ["billing.view_charge"]),
+        ("user.groups", [], ["auditors"]),
+        ("group.permissions", ["billing.view_charge"], []),
+        ("user.groups", ["auditors"], []),
+    ]
+    perms = AuditEvent.objects.get(action="user.permissions")
+    assert (perms.before, perms.after) == ([], ["billing.view_charge"])
+    change = AuditEvent.objects.get(action="user.change")
+    assert change.before == {"is_superuser": False} and change.after == {"is_superuser": True}
+    assert change.details == {"password_changed": True}
+    assert "new-secret" not in str(change.details) + str(change.after)
+    assert AuditEvent.objects.filter(action="group.create", object_repr="auditors").exists()
+
+    user_pk = user.pk
+    user.delete()
+    group.delete()
+    deleted = AuditEvent.objects.get(action="user.delete")
+    assert deleted.object_id == str(user_pk) and deleted.before["is_superuser"] is True
+    assert AuditEvent.objects.filter(action="group.delete", object_repr="auditors").exists()
+
+
+def test_a_login_is_not_a_user_change(client, django_user_model):
+    django_user_model.objects.create_user("ada", password="right-horse-battery", is_staff=True)
+    client.post("/admin/login/", {"username": "ada", "password": "right-horse-battery"})
+    assert AuditEvent.objects.filter(action="auth.login").count() == 1
+    assert not AuditEvent.objects.filter(action="user.change").exists()
