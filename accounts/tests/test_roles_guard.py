@@ -3,9 +3,13 @@ finance admin would, and the audit trail of every user, group and permission cha
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
 
 from accounts.models import AuditEvent, User
 from accounts.roles import FINANCE_ADMIN, REVIEWER
@@ -173,6 +177,29 @@ def test_a_pi_login_is_never_staff(client, root, django_user_model):
     assert PI.objects.get(pk=pi.pk).user_id == login.pk
 
 
+@pytest.mark.parametrize("flag", ["is_staff", "is_superuser"])
+def test_the_database_refuses_a_staff_pi_login_on_paths_that_skip_save(flag, django_user_model):
+    """QuerySet.update and bulk writes skip save(): the triggers of billing 0006 refuse them."""
+    login = django_user_model.objects.create_user("ada@example.edu", password="pw")
+    PI.objects.create(email="ada@example.edu", user=login)
+    staff = django_user_model.objects.create_user("sam", password="pw", **{flag: True})
+    bob = PI.objects.create(email="bob@example.edu")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.filter(pk=login.pk).update(**{flag: True})
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PI.objects.filter(pk=bob.pk).update(user=staff)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PI.objects.bulk_create([PI(email="carol@example.edu", user=staff)])
+
+    assert not User.objects.filter(pk=login.pk, **{flag: True}).exists()
+    assert PI.objects.get(pk=bob.pk).user_id is None
+    assert not PI.objects.filter(email="carol@example.edu").exists()
+    # Unlinked logins and non-staff links stay allowed.
+    User.objects.filter(pk=staff.pk).update(is_staff=True)
+    PI.objects.filter(pk=bob.pk).update(user=django_user_model.objects.create_user("bob"))
+
+
 def test_changes_from_code_are_audited_too(django_user_model):
     """A shell or a command: no request, so the operating-system user is the actor."""
     user = django_user_model.objects.create_user("otto", password="pw")
@@ -223,3 +250,86 @@ def test_a_login_is_not_a_user_change(client, django_user_model):
     client.post("/admin/login/", {"username": "ada", "password": "right-horse-battery"})
     assert AuditEvent.objects.filter(action="auth.login").count() == 1
     assert not AuditEvent.objects.filter(action="user.change").exists()
+
+
+def _wait_until_blocked(pid: int, finished, seconds: float = 30) -> None:
+    """Wait (with a deadline) until backend `pid` waits on a lock, or its work is `finished()`
+    without waiting (the defect: the final assertions then say what went through)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not finished():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+            row = cursor.fetchone()
+        if row and row[0] == "Lock":
+            return
+        time.sleep(0.02)
+    assert finished(), f"backend {pid} neither waited on a lock nor finished"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first", ["link", "promote"])
+def test_a_link_and_a_promotion_racing_cannot_both_commit(first, django_user_model):
+    """Two transactions: one links a login to a PI, the other makes that login staff. Each alone
+    is fine; whichever commits second must be refused (a plain EXISTS check would let both
+    through, each not seeing the other's uncommitted row)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs DATABASE_URL=postgres://… (SQLite has one writer at a time)")
+    login = django_user_model.objects.create_user("ada@example.edu", password="pw")
+    pi = PI.objects.create(email="ada@example.edu")
+
+    def link():
+        PI.objects.filter(pk=pi.pk).update(user=login)
+
+    def promote():
+        User.objects.filter(pk=login.pk).update(is_staff=True)
+
+    steps = {"link": link, "promote": promote}
+    second = "promote" if first == "link" else "link"
+    holding, release = threading.Event(), threading.Event()
+    outcome = {}
+
+    def run_first():
+        try:
+            with transaction.atomic():
+                steps[first]()
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_backend_pid()")
+                    outcome["first_pid"] = cursor.fetchone()[0]
+                holding.set()
+                release.wait(timeout=60)
+            outcome[first] = "committed"
+        finally:
+            connection.close()
+
+    def run_second():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                outcome["second_pid"] = cursor.fetchone()[0]
+            with transaction.atomic():
+                steps[second]()
+            outcome[second] = "committed"
+        except IntegrityError:
+            outcome[second] = "refused"
+        finally:
+            connection.close()
+
+    one = threading.Thread(target=run_first)
+    one.start()
+    assert holding.wait(timeout=60)
+    two = threading.Thread(target=run_second)
+    two.start()
+    deadline = time.monotonic() + 30
+    while "second_pid" not in outcome and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The second waits for the first's lock.
+    _wait_until_blocked(outcome["second_pid"], finished=lambda: second in outcome)
+    release.set()
+    one.join(timeout=60)
+    two.join(timeout=60)
+
+    assert outcome[first] == "committed" and outcome[second] == "refused"
+    linked = PI.objects.get(pk=pi.pk).user_id == login.pk
+    staff = User.objects.get(pk=login.pk).is_staff
+    assert linked != staff  # exactly one of the two happened
