@@ -333,3 +333,22 @@ def test_a_link_and_a_promotion_racing_cannot_both_commit(first, django_user_mod
     linked = PI.objects.get(pk=pi.pk).user_id == login.pk
     staff = User.objects.get(pk=login.pk).is_staff
     assert linked != staff  # exactly one of the two happened
+
+
+def test_the_pi_page_refuses_to_link_a_staff_login(client, finance, django_user_model):
+    pi = PI.objects.create(email="ada@example.edu", name="Ada")
+
+    response = client.post(
+        f"/admin/billing/pi/{pi.pk}/change/",
+        {
+            "email": pi.email,
+            "name": pi.name,
+            "user": finance.pk,  # its own staff login
+            "delegates-TOTAL_FORMS": "0",
+            "delegates-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "staff need their own login" in response.content.decode()
+    assert PI.objects.get(pk=pi.pk).user_id is None
