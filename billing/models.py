@@ -120,9 +120,13 @@ class PI(models.Model):
     def _login_is_staff(self) -> bool:
         if self.user_id is None:
             return False
-        return type(self).user.field.related_model.objects.filter(
-            Q(is_staff=True) | Q(is_superuser=True), pk=self.user_id
-        ).exists()
+        return (
+            type(self)
+            .user.field.related_model.objects.filter(
+                Q(is_staff=True) | Q(is_superuser=True), pk=self.user_id
+            )
+            .exists()
+        )
 
 
 class Project(models.Model):
