@@ -6,6 +6,9 @@ nothing), so what the preview shows is what the export writes.
 Refusals, each with a message naming the cause (`JournalRefused.problems`):
 - the template does not compile, or uses a segment the fund/org regex doesn't define;
 - the period has no billable charges;
+- the period has statements on record and its billable charges no longer make them (a group's
+  amount due or charge count changed, a group has no statement, a statement's group is gone):
+  regenerate first, so the journal equals the statements on record;
 - a fund/org fails `review.fund_org_patterns` or `journal.fund_org_regex`;
 - general ledger: a source without a credit fund/org, or a line without a GL account;
 - general ledger: debits would not equal credits.
@@ -196,8 +199,13 @@ def journal_build(
     groups, sources = selectors.statement_groups(
         period, config, with_list=template.kind == JournalTemplate.Kind.SUMMARY
     )
+    records = selectors.statements_on_record(period)
+    untied = selectors.statement_tie(period, groups, records) if records else []
+    if untied:
+        raise JournalRefused(untied)
     if not groups:
         raise JournalRefused([f"period {period.key} has no billable charges; nothing to export"])
+    groups = selectors.groups_on_record(groups, records) if records else groups
     segments = _Segments(regex)
     problems: list[str] = []
     _check_funds(groups, segments, config, problems)

@@ -10,7 +10,13 @@ The rounding rule (billing/rounding.py) is the statements' rule, so the journal 
   the amounts due of that fund's statements, and debits equal credits by construction (the
   export still checks, and refuses if not).
 - Detail rows allocate each group's amount due over its charges the same way; summary rows are
-  the groups themselves. Before statements exist (a draft), the numbers are the same.
+  the groups themselves.
+- Once a period has statements on record, the journal is built from them: each group's amount
+  due is its current statement's `due_amount` (fund/org and currency are the statement's key),
+  and `statement_tie` refuses when the billable charges no longer make those statements (a
+  group's amount due or charge count differs, a group has no statement, or a statement's group
+  is gone) - regenerate first. Before any statement exists, the numbers are those `generate`
+  would put on record.
 
 The aggregation runs in the database: one GROUP BY (pi, project, fund/org, currency, source,
 tags) with an exact SUM; only the few thousand groups reach Python. Tags are in the key because
@@ -32,7 +38,7 @@ from django.db.models.functions import Coalesce
 
 from billing.config import BillingConfig
 from billing.models import PI, BillingPeriod, Charge, Project, Source
-from billing.money import MONEY_CONTEXT, ZERO, ExactSum, exact_sum, round_cents
+from billing.money import MONEY_CONTEXT, ZERO, ExactSum, exact_sum, money_text, round_cents
 from billing.rounding import allocate_cents
 
 from .models import JournalExport, JournalTemplate
@@ -143,9 +149,18 @@ class StatementGroup:
     # (source id, account) -> exact billed, and charge counts
     parts: dict[tuple[int, str], Decimal] = field(default_factory=dict)
     part_counts: dict[tuple[int, str], int] = field(default_factory=dict)
+    # The current statement's number and amount due (cents), once statements are on record.
+    statement_number: str = ""
+    due_on_record: Decimal | None = None
+
+    @property
+    def key(self) -> tuple[int, int, str, str]:
+        return (self.pi_id, self.project_id, self.fund_org, self.currency)
 
     @property
     def amount_due(self) -> Decimal:
+        if self.due_on_record is not None:
+            return self.due_on_record
         return round_cents(self.billed)
 
     @property
@@ -239,6 +254,106 @@ def statement_groups(
         group.pi_email, group.pi_name = pi.get("email", ""), pi.get("name", "")
         group.project_code, group.project_name = project.get("code", ""), project.get("name", "")
     return sorted(groups.values(), key=lambda g: g.sort_key), sources
+
+
+# -- the statements on record ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatementOnRecord:
+    """A period's current statement (not superseded), as the journal ties to it."""
+
+    key: tuple[int, int, str, str]  # (PI id, project id, fund/org, currency)
+    number: str
+    due_amount: Decimal  # cents, as issued
+    charge_count: int
+    is_draft: bool
+    pi_email: str
+    project_code: str
+
+
+def statements_on_record(period: BillingPeriod) -> dict[tuple, StatementOnRecord]:
+    """The period's current statements by group key: the last ones generated (draft or final,
+    sent or not); a revision replaces what it supersedes."""
+    from statements.models import Statement  # journals build on statements
+
+    rows = (
+        Statement.objects.filter(period=period, superseded_by__isnull=True)
+        .values_list(
+            "pi_id",
+            "project_id",
+            "fund_org",
+            "currency",
+            "number",
+            "due_amount",
+            "charge_count",
+            "is_draft",
+            "pi__email",
+            "project__code",
+        )
+        .order_by()
+    )
+    return {
+        (pi, project, fund_org, currency): StatementOnRecord(
+            (pi, project, fund_org, currency), number, due, count, draft, email, code
+        )
+        for pi, project, fund_org, currency, number, due, count, draft, email, code in rows
+    }
+
+
+def statement_tie(
+    period: BillingPeriod, groups: list[StatementGroup], records: dict[tuple, StatementOnRecord]
+) -> list[str]:
+    """Why the billable charges no longer make the statements on record (empty: they do).
+
+    A group ties when its statement shows the same amount due (rounded the same way) over the
+    same number of charges. A statement whose group has no billable charge left ties only when it
+    shows 0.00 over none (a revision of a sent statement whose group vanished).
+    """
+    differ: list[str] = []
+    seen = set()
+    for group in groups:
+        seen.add(group.key)
+        record = records.get(group.key)
+        now = f"{money_text(round_cents(group.billed))} {group.currency} over {group.charge_count}"
+        who = f"PI {group.pi_email}, project {group.project_code}, fund/org {group.fund_org!r}"
+        if record is None:
+            differ.append(f"{who}: no statement on record; the charges now make {now}")
+        elif (record.due_amount, record.charge_count) != (
+            round_cents(group.billed),
+            group.charge_count,
+        ):
+            differ.append(
+                f"{record.number} ({who}) says {money_text(record.due_amount)} {group.currency} "
+                f"over {record.charge_count} charge(s); the charges now make {now}"
+            )
+    for key, record in sorted(records.items(), key=lambda item: item[1].number):
+        if key in seen or (not record.due_amount and not record.charge_count):
+            continue
+        differ.append(
+            f"{record.number} (PI {record.pi_email}, project {record.project_code}, fund/org "
+            f"{record.key[2]!r}) says {money_text(record.due_amount)} {record.key[3]} over "
+            f"{record.charge_count} charge(s); no billable charge of that group is left"
+        )
+    if not differ:
+        return []
+    head = (
+        f"period {period.key}: the billable charges changed since its statements were generated "
+        f"({len(differ)} statement group(s) differ); run `openchargeback generate -p "
+        f"{period.key}` and export again, so the journal equals the statements on record"
+    )
+    return [head, *differ]
+
+
+def groups_on_record(
+    groups: list[StatementGroup], records: dict[tuple, StatementOnRecord]
+) -> list[StatementGroup]:
+    """The groups, each carrying its statement's number and amount due (they tie)."""
+    for group in groups:
+        record = records[group.key]
+        group.statement_number = record.number
+        group.due_on_record = record.due_amount
+    return groups
 
 
 # -- general-ledger lines -----------------------------------------------------------------------
