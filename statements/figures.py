@@ -162,6 +162,7 @@ class StatementFigures:
     exact_billed: Decimal = ZERO
     exact_list: Decimal = ZERO
     charge_count: int = 0
+    note: str = ""  # a 0.00 revision's reason, printed on its PDF
 
     @property
     def key(self) -> tuple[int, int, str, str]:
@@ -203,6 +204,8 @@ class StatementFigures:
                 for s in self.sections
             ],
         }
+        if self.note:  # only when set: hashes of statements without a note stay as they were
+            data["note"] = self.note
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
