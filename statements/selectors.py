@@ -132,6 +132,17 @@ def period_has_statements(period: BillingPeriod) -> bool:
     return True
 
 
+def period_emails_settled(period: BillingPeriod) -> bool:
+    """True when no statement email of the period is pending, queued or sending (the finalize
+    check: a finalized period's statements must not change under a send in flight)."""
+    live = [
+        StatementEmail.Status.PENDING,
+        StatementEmail.Status.QUEUED,
+        StatementEmail.Status.SENDING,
+    ]
+    return not StatementEmail.objects.filter(run__period=period, status__in=live).exists()
+
+
 def period_status(period: BillingPeriod, *, check_complete: bool = False) -> dict:
     """For the dashboard: current statements by status, drafts, emails sent and failed.
 
