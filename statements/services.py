@@ -141,8 +141,8 @@ def _statement_row(s: Statement | StatementFigures, *, number: str = "", pdf: st
     if isinstance(s, Statement):
         return {
             "number": s.number,
-            "pi_email": s.pi.email,
-            "project": s.project.code,
+            "pi_email": s.printed()["pi_email"],
+            "project": s.printed()["project_code"],
             "fund_org": s.fund_org,
             "currency": s.currency,
             "draft": s.is_draft,
@@ -233,6 +233,9 @@ def _fill(statement: Statement, f: StatementFigures, *, draft: bool, run: Statem
     statement.due_amount = f.due_amount
     statement.charge_count = f.charge_count
     statement.references = f.references
+    statement.pi_email, statement.pi_name = f.pi_email, f.pi_name
+    statement.project_code, statement.project_name = f.project_code, f.project_name
+    statement.note = f.note
     statement.content_hash = f.content_hash()
     statement.issued_on = timezone.localdate()
     statement.pdf_path = ""
@@ -323,12 +326,27 @@ def statement_generate(
         excluded = excluded_summary(period, pi_email=pi_email)
         billable = {c: money_text(v) for c, v in billable_total(period, pi_email=pi_email).items()}
         if dry_run:
-            numbers = _numbers_preview(period, figures)
-            rows = [_statement_row(f, number=numbers[f.key]) for f in figures]
+            existing = {
+                gone_key(s): s for s in _current(period, pi_email).select_related("pi", "project")
+            }
+            plan = _plan(
+                period=period,
+                figures=figures,
+                existing=existing,
+                numbers=_numbers_preview(period, figures),
+                draft=draft,
+                run=None,
+            )
+            rows = [
+                _statement_row(f or s, number=s.number)
+                for s, f in sorted(plan.shown.values(), key=lambda sf: _row_order(*sf))
+            ]
             return GenerateResult(
                 period=period.key,
                 status="dry-run",
                 draft=draft,
+                changes=plan.changes,
+                orphaned=plan.orphaned,
                 statements=rows,
                 total_due=_totals(rows),
                 billable_total=billable,
@@ -351,6 +369,12 @@ def statement_generate(
     return _finish(result)
 
 
+def _row_order(s: Statement, f: StatementFigures | None) -> tuple:
+    if f is not None:
+        return (f.pi_email, f.project_code, f.fund_org, f.currency)
+    return (s.pi.email, s.project.code, s.fund_org, s.currency)
+
+
 def _numbers_preview(period, figures) -> dict[tuple, str]:
     from .models import StatementNumber
 
@@ -362,8 +386,157 @@ def _numbers_preview(period, figures) -> dict[tuple, str]:
     for f in figures:
         if f.key not in known:
             seq += 1
-            known[f.key] = f"{NUMBER_PREFIX}-{period.key.replace('-', '')}-{seq:05d} (new)"
+            known[f.key] = f"{NUMBER_PREFIX}-{period.key.replace('-', '')}-{seq:05d}"
     return known
+
+
+@dataclass
+class GenerationPlan:
+    """What a generation does, decided before anything is written: the dry run shows it, the
+    real run applies it. Statements in `create` are unsaved (new groups and revisions)."""
+
+    changes: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("new", "replaced", "revised", "unchanged", "removed"), 0
+        )
+    )
+    create: list[tuple[Statement, StatementFigures]] = field(default_factory=list)
+    replace: list[tuple[Statement, StatementFigures]] = field(default_factory=list)
+    supersede: list[Statement] = field(default_factory=list)
+    delete: list[Statement] = field(default_factory=list)
+    old_files: list[str] = field(default_factory=list)
+    orphaned: list[str] = field(default_factory=list)
+    # group key -> the number its current statement will have after this generation
+    numbers: dict[tuple, str] = field(default_factory=dict)
+    # group key -> (its current statement after this generation, the figures it shows; None
+    # when kept as it is)
+    shown: dict[tuple, tuple] = field(default_factory=dict)
+
+
+def _is_unchanged(current: Statement, content: str, draft: bool) -> bool:
+    if current.content_hash != content:
+        return False
+    if current.sent_at is not None:
+        return True  # sent: kept as it is, even if the period reopened
+    return (
+        current.is_draft == draft
+        and current.status in (Statement.Status.READY, Statement.Status.QUEUED)
+        and bool(current.pdf_path)
+    )
+
+
+def _empty_figures(gone: Statement, note: str) -> StatementFigures:
+    """The figures of a group that has no billable charges left: nothing due, and why."""
+    empty = StatementFigures(gone.pi_id, gone.project_id, gone.fund_org, gone.currency)
+    empty.pi_email, empty.pi_name = gone.pi.email, gone.pi.name
+    empty.project_code, empty.project_name = gone.project.code, gone.project.name
+    empty.note = note
+    return empty
+
+
+def _revision(current: Statement, f: StatementFigures, period: BillingPeriod) -> Statement:
+    revision = current.revision + 1
+    return Statement(
+        period=period,
+        pi_id=f.pi_id,
+        project_id=f.project_id,
+        fund_org=f.fund_org,
+        currency=f.currency,
+        base_number=current.base_number,
+        number=f"{current.base_number}-R{revision}",
+        revision=revision,
+    )
+
+
+def _plan(
+    *,
+    period: BillingPeriod,
+    figures: list[StatementFigures],
+    existing: dict[tuple, Statement],
+    numbers: dict[tuple, str],
+    draft: bool,
+    run: StatementRun | None,
+) -> GenerationPlan:
+    """Decide, group by group, what happens to the current statements (see the lifecycle in
+    statements/lifecycle.py):
+
+    - a new group gets a new statement with its stable number;
+    - an unchanged group keeps its statement (a sent one is never touched);
+    - a changed group's unsent statement is replaced in place; a sent one gets a revision;
+    - a group with no billable charges left: an unsent original is removed; a statement that
+      was sent, or an unsent revision of one (the sent one points at it), becomes a 0.00
+      revision saying why ("charges moved to statement …" or "no billable charges remain").
+      Nothing that a sent statement points at is ever deleted.
+    """
+    plan = GenerationPlan()
+    existing = dict(existing)
+
+    def apply(current: Statement | None, f: StatementFigures, base: str | None) -> str:
+        if current is None:
+            action, statement = (
+                "new",
+                Statement(
+                    period=period,
+                    pi_id=f.pi_id,
+                    project_id=f.project_id,
+                    fund_org=f.fund_org,
+                    currency=f.currency,
+                    base_number=base,
+                    number=base,
+                ),
+            )
+            plan.create.append((statement, f))
+        elif _is_unchanged(current, f.content_hash(), draft):
+            action, statement = "unchanged", current
+        elif current.sent_at is not None:
+            action, statement = "revised", _revision(current, f, period)
+            plan.create.append((statement, f))
+            plan.supersede.append(current)
+        else:
+            action, statement = "replaced", current
+            if current.pdf_path:
+                plan.old_files.append(current.pdf_path)
+            current.version += 1
+            plan.replace.append((current, f))
+        if action != "unchanged":
+            _fill(statement, f, draft=draft, run=run)
+        plan.changes[action] += 1
+        plan.numbers[f.key] = statement.number
+        plan.shown[f.key] = (statement, f)
+        return action
+
+    for f in figures:
+        apply(existing.pop(f.key, None), f, numbers.get(f.key))
+    for gone in existing.values():  # groups with no billable charges any more
+        if gone.sent_at is None and gone.revision == 0:
+            if gone.pdf_path:
+                plan.old_files.append(gone.pdf_path)
+            plan.delete.append(gone)
+            plan.changes["removed"] += 1
+            continue
+        if gone.sent_at is not None and not (gone.due_amount or gone.list_amount):
+            # Sent, and it already shows nothing due: nothing new to tell the PI.
+            plan.changes["unchanged"] += 1
+            plan.numbers[gone_key(gone)] = gone.number
+            plan.shown[gone_key(gone)] = (gone, None)
+            continue
+        moved = sorted(
+            plan.numbers[f.key]
+            for f in figures
+            if (f.pi_id, f.project_id, f.currency) == (gone.pi_id, gone.project_id, gone.currency)
+        )
+        note = (
+            f"No billable charges remain here: they moved to statement {', '.join(moved)}."
+            if moved
+            else "No billable charges remain on this statement."
+        )
+        if apply(gone, _empty_figures(gone, note), None) != "unchanged":
+            plan.orphaned.append(gone.number)
+    return plan
+
+
+def gone_key(s: Statement) -> tuple:
+    return (s.pi_id, s.project_id, s.fund_org, s.currency)
 
 
 def _generate(
@@ -398,87 +571,14 @@ def _generate(
         .select_related("pi", "project")
         .select_for_update(of=("self",))
     }
-    changes = {"new": 0, "replaced": 0, "revised": 0, "unchanged": 0, "removed": 0}
-    to_create: list[tuple[Statement, StatementFigures]] = []
-    replaced: list[tuple[Statement, StatementFigures]] = []
-    superseded: list[Statement] = []
-    old_files: list[str] = []
-    for f in figures:
-        current = existing.pop(f.key, None)
-        content = f.content_hash()
-        if current is None:
-            statement = Statement(
-                period=period,
-                pi_id=f.pi_id,
-                project_id=f.project_id,
-                fund_org=f.fund_org,
-                currency=f.currency,
-                base_number=numbers[f.key],
-                number=numbers[f.key],
-            )
-            _fill(statement, f, draft=draft, run=run)
-            to_create.append((statement, f))
-            changes["new"] += 1
-        elif current.content_hash == content and (
-            current.sent_at is not None  # sent: kept as it is, even if the period reopened
-            or (
-                current.is_draft == draft
-                and current.status in (Statement.Status.READY, Statement.Status.QUEUED)
-                and current.pdf_path
-            )
-        ):
-            changes["unchanged"] += 1
-        elif current.sent_at is not None:
-            revision = current.revision + 1
-            statement = Statement(
-                period=period,
-                pi_id=f.pi_id,
-                project_id=f.project_id,
-                fund_org=f.fund_org,
-                currency=f.currency,
-                base_number=current.base_number,
-                number=f"{current.base_number}-R{revision}",
-                revision=revision,
-            )
-            _fill(statement, f, draft=draft, run=run)
-            to_create.append((statement, f))
-            superseded.append(current)
-            changes["revised"] += 1
-        else:
-            if current.pdf_path:
-                old_files.append(current.pdf_path)
-            current.version += 1
-            _fill(current, f, draft=draft, run=run)
-            replaced.append((current, f))
-            changes["replaced"] += 1
-    orphaned = []
-    for gone in existing.values():  # groups with no billable charges any more
-        if gone.sent_at is None:
-            if gone.pdf_path:
-                old_files.append(gone.pdf_path)
-            gone.emails.clear()
-            gone.delete()
-            changes["removed"] += 1
-        elif gone.due_amount or gone.list_amount:
-            # Sent, and now nothing is billable: a revision that shows nothing due.
-            empty = StatementFigures(gone.pi_id, gone.project_id, gone.fund_org, gone.currency)
-            empty.pi_email, empty.project_code = gone.pi.email, gone.project.code
-            revision = gone.revision + 1
-            statement = Statement(
-                period=period,
-                pi_id=gone.pi_id,
-                project_id=gone.project_id,
-                fund_org=gone.fund_org,
-                currency=gone.currency,
-                base_number=gone.base_number,
-                number=f"{gone.base_number}-R{revision}",
-                revision=revision,
-            )
-            _fill(statement, empty, draft=draft, run=run)
-            to_create.append((statement, empty))
-            superseded.append(gone)
-            orphaned.append(gone.number)
-            changes["revised"] += 1
+    plan = _plan(
+        period=period, figures=figures, existing=existing, numbers=numbers, draft=draft, run=run
+    )
+    changes, to_create, replaced = plan.changes, plan.create, plan.replace
+    superseded, old_files, orphaned = plan.supersede, plan.old_files, plan.orphaned
+    for gone in plan.delete:
+        gone.emails.clear()
+        gone.delete()
 
     # Supersede first: the unique "one current per group" constraint must hold at every step.
     if superseded:
@@ -503,6 +603,11 @@ def _generate(
                 "due_amount",
                 "charge_count",
                 "references",
+                "pi_email",
+                "pi_name",
+                "project_code",
+                "project_name",
+                "note",
                 "content_hash",
                 "issued_on",
                 "pdf_path",

@@ -181,7 +181,7 @@ def build_message(email: StatementEmail, attempt: int) -> EmailMultiAlternatives
         "statements": [
             {
                 "number": s.number,
-                "project": s.project.code,
+                "project": s.printed()["project_code"],
                 "fund_org": s.fund_org,
                 "currency": s.currency,
                 "list": money(s.list_amount),
