@@ -121,7 +121,7 @@ def _check_funds(groups, segments, config, problems: list[str]) -> None:
     for group in groups:
         entry = seen.setdefault(group.fund_org, [0, ZERO, group])
         entry[0] += group.charge_count
-        entry[1] = exact_sum((entry[1], group.billed))
+        entry[1] = exact_sum((entry[1], group.exact_billed))
     for fund_org, (count, billed, group) in sorted(seen.items()):
         where = (
             f"{count} charge(s), {money_text(billed)} {group.currency}, e.g. PI "
@@ -205,7 +205,6 @@ def journal_build(
         raise JournalRefused(untied)
     if not groups:
         raise JournalRefused([f"period {period.key} has no billable charges; nothing to export"])
-    groups = selectors.groups_on_record(groups, records) if records else groups
     segments = _Segments(regex)
     problems: list[str] = []
     _check_funds(groups, segments, config, problems)
@@ -245,7 +244,7 @@ def journal_build(
             per_fund = selectors.debits_per_fund(lines)
         else:
             mine = [g for g in groups if g.currency == currency]
-            debit = credit = exact_sum(g.amount_due for g in mine)
+            debit = credit = exact_sum(g.due_amount for g in mine)
             per_fund = {}
             if template.kind == JournalTemplate.Kind.SUMMARY:
                 count = len(mine)
@@ -311,7 +310,7 @@ def _summary_rows(groups, sources, segments):
     def make():
         for group in groups:
             names = sorted({sources[source_id].name for source_id, _ in group.parts})
-            amount, listed = group.amount_due, group.list_amount
+            amount, listed = group.due_amount, group.list_amount
             yield {
                 "pi_email": group.pi_email,
                 "pi_name": group.pi_name,
