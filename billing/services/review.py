@@ -204,6 +204,11 @@ def charge_approve(
     Refused as a whole (a ReviewError, nothing written) when a flagged charge of the selection
     can't be billed as it is; charges that aren't flagged are left as they were and counted.
     """
+    # Lock the selection's periods first (as each decision does), so the check below sees what
+    # the approval will change: a concurrent import or reassignment waits for this decision.
+    period_ids = charges.order_by().values_list("period_id", flat=True).distinct()
+    for period_id in sorted(set(period_ids)):
+        period_writable(period_id, what="be reviewed")
     unbillable = _unbillable_as_is(charges, config)
     if unbillable:
         total = sum(unbillable.values())

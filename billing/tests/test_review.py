@@ -677,3 +677,20 @@ def test_receipt_counts_flagged_rows_by_reason(ingest, write_focus):
         "no_pi": 1,
         "no_project": 1,
     }
+
+
+def test_approval_never_bills_an_unbillable_charge_even_past_the_check(odd, monkeypatch):
+    """The refusal is checked before the period is locked; the approving UPDATE itself still
+    leaves out a charge that can't be billed as it is (one that changed in between)."""
+    from billing.services import review
+
+    monkeypatch.setattr(review, "_unbillable_as_is", lambda charges, config: {})
+    result = charge_approve(charges=Charge.objects.filter(period=odd))
+
+    assert result.count == 2  # odd-1 and odd-2 only
+    assert {c.resource_id for c in Charge.objects.filter(review_status="approved")} == {
+        "odd-1",
+        "odd-2",
+    }
+    assert charge("bad-fund-1").review_status == "flagged"
+    assert charge("untagged").review_status == "flagged"
