@@ -680,8 +680,8 @@ def test_receipt_counts_flagged_rows_by_reason(ingest, write_focus):
 
 
 def test_approval_never_bills_an_unbillable_charge_even_past_the_check(odd, monkeypatch):
-    """The refusal is checked before the period is locked; the approving UPDATE itself still
-    leaves out a charge that can't be billed as it is (one that changed in between)."""
+    """Belt and braces: were the refusal ever skipped, the approving UPDATE itself still leaves
+    out every charge that can't be billed as it is."""
     from billing.services import review
 
     monkeypatch.setattr(review, "_unbillable_as_is", lambda charges, config: {})
