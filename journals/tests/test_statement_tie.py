@@ -199,3 +199,87 @@ def test_without_statements_the_journal_is_what_generate_would_record(month, sma
     journals = export(small_config)
     statement_generate(period_key="2025-01", config=small_config)
     assert journal_due(journals) == statements_due()
+
+
+@pytest.mark.postgres
+def test_postgres_an_approval_during_an_export_waits_and_the_next_export_refuses(
+    month, append_rows, small_config, monkeypatch
+):
+    """Two sessions: an export has checked the tie and holds the period; an approval of a late
+    charge must wait for it (it never lands between the check and the file), and the next export
+    refuses until the statements are regenerated."""
+    import threading
+    import time
+
+    from django.db import connection, connections
+
+    from journals import selectors
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
+    append_rows([{"BilledCost": "3.00", "ResourceId": "late", "BillingCurrency": "EUR"}])
+    statement_generate(period_key="2025-01", config=small_config)
+    checked, release = threading.Event(), threading.Event()
+    real_tie = selectors.statement_tie
+
+    def tie_then_hold(*args):
+        problems = real_tie(*args)
+        checked.set()
+        release.wait(60)
+        return problems
+
+    monkeypatch.setattr(selectors, "statement_tie", tie_then_hold)
+    outcome = {}
+
+    def session(name, work):
+        try:
+            outcome[name] = work()
+        except Exception as exc:  # reported by the asserts below
+            outcome[name] = exc
+        finally:
+            connections.close_all()
+
+    exporting = threading.Thread(
+        target=session,
+        args=(
+            "export",
+            lambda: journal_export(period_key="2025-01", template="gl", config=small_config),
+        ),
+    )
+    exporting.start()
+    assert checked.wait(60), "the export never reached its tie check"
+    approving = threading.Thread(
+        target=session,
+        args=(
+            "approve",
+            lambda: charge_approve(
+                charges=Charge.objects.filter(resource_id="late"), config=small_config
+            ),
+        ),
+    )
+    approving.start()
+    # Wait until the approval is blocked on a lock held by the export (PostgreSQL says so).
+    with connections["default"].cursor() as cursor:
+        for _ in range(600):
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the approval did not wait for the export's lock")
+    assert "approve" not in outcome
+    release.set()
+    exporting.join(60)
+    approving.join(60)
+    monkeypatch.setattr(selectors, "statement_tie", real_tie)
+
+    exported = outcome["export"]
+    assert not isinstance(exported, Exception), exported
+    assert exported.debit_total["EUR"] == "7.13"  # the statements on record, not 10.13
+    assert outcome["approve"].count == 1
+    assert "says 7.13 EUR over 1 charge(s); the charges now make 10.13 EUR over 2" in refused(
+        small_config
+    )
