@@ -2,7 +2,7 @@
 
 Amounts are `MoneyField`s. A statement's totals are rounded to the cent once (billing.rounding);
 its lines are allocated from those totals, so they add up to them. Statuses change only through
-statements/services.py and statements/tasks.py, each change with its audit event where a person
+statements/services/ (following statements/lifecycle.py), each change with its audit event where a person
 or a batch decided it.
 """
 
