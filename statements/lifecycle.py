@@ -38,7 +38,7 @@ E = StatementEmail.Status
 
 STATEMENT_TRANSITIONS: dict[str, frozenset[str]] = {
     S.RENDERING: frozenset({S.READY, S.FAILED, S.RENDERING}),
-    S.READY: frozenset({S.QUEUED, S.RENDERING}),
+    S.READY: frozenset({S.QUEUED, S.SENT, S.FAILED, S.RENDERING}),
     S.QUEUED: frozenset({S.SENT, S.FAILED, S.RENDERING}),
     S.FAILED: frozenset({S.QUEUED, S.SENT, S.RENDERING}),
     S.SENT: frozenset(),  # for good; a change makes a revision

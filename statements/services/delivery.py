@@ -43,7 +43,7 @@ from billing.models import BillingPeriod
 from billing.services import PeriodError, period_writable
 
 from ..figures import month_label
-from ..lifecycle import EMAIL_LIVE
+from ..lifecycle import EMAIL_LIVE, email_move, statement_move
 from ..models import EmailAttempt, Statement, StatementEmail, StatementRun
 from ..pdf import money, render_pdf
 from ..selectors import statement_pdf_data
@@ -87,7 +87,7 @@ def statement_render(statement_id: int) -> str:
         with transaction.atomic():
             locked = Statement.objects.select_for_update().get(pk=statement_id)
             if locked.version == version and locked.status == Statement.Status.RENDERING:
-                locked.status = Statement.Status.FAILED
+                statement_move(locked, Statement.Status.FAILED)
                 locked.error = f"rendering failed: {type(exc).__name__}: {exc}"
                 locked.save(update_fields=["status", "error", "updated_at"])
         _after_render(statement_id)
@@ -247,14 +247,23 @@ def _record(email: StatementEmail, attempt: EmailAttempt, outcome: str, error: s
     )
 
 
+def _frozen(email: StatementEmail) -> bool:
+    """A finalized period's statements are never written again (the database refuses it):
+    the outbox row alone records what happened to a resend."""
+    return BillingPeriod.objects.filter(
+        pk=email.run.period_id, status=BillingPeriod.Status.FINALIZED
+    ).exists()
+
+
 def _fail_statements(email: StatementEmail, error: str, *, maybe_sent: bool = False) -> None:
-    for s in email.statements.select_for_update():
-        if s.sent_at is not None and not maybe_sent:
-            continue  # sent before (a resend failed): it stays sent
-        s.status = Statement.Status.FAILED
+    if _frozen(email):
+        return
+    for s in email.statements.select_for_update().filter(sent_at__isnull=True):
+        # A statement sent before (a resend failed) stays sent: only unsent ones change.
+        statement_move(s, Statement.Status.FAILED)
         s.error = error
         fields = ["status", "error", "updated_at"]
-        if maybe_sent and s.sent_at is None:
+        if maybe_sent:
             s.sent_at = timezone.now()  # may have reached the PI: kept, revised on change
             fields.append("sent_at")
         s.save(update_fields=fields)
@@ -278,7 +287,8 @@ def email_send_attempt(email_id: int, *, retries: int, worker: str) -> str | Bas
             email = StatementEmail.objects.select_for_update().get(pk=email_id)
             if email.status != StatementEmail.Status.QUEUED:
                 return email.status
-            email.status, email.error = StatementEmail.Status.FAILED, error
+            email_move(email, StatementEmail.Status.FAILED)
+            email.error = error
             email.attempts += 1
             email.save(update_fields=["status", "error", "attempts", "updated_at"])
             attempt = EmailAttempt.objects.create(email=email, number=email.attempts, worker=worker)
@@ -297,7 +307,8 @@ def email_send_attempt(email_id: int, *, retries: int, worker: str) -> str | Bas
                 f"(Message-ID {attempt.message_id if attempt else '?'}); not sent again so that "
                 "nobody is mailed twice. Check the mail server's log, then resend if needed."
             )
-            email.status, email.error = StatementEmail.Status.FAILED, error
+            email_move(email, StatementEmail.Status.FAILED)
+            email.error = error
             email.save(update_fields=["status", "error", "updated_at"])
             _fail_statements(email, error, maybe_sent=True)
             if attempt is not None:
@@ -305,7 +316,7 @@ def email_send_attempt(email_id: int, *, retries: int, worker: str) -> str | Bas
             return "interrupted"
         if email.status != StatementEmail.Status.QUEUED:
             return email.status
-        email.status = StatementEmail.Status.SENDING
+        email_move(email, StatementEmail.Status.SENDING)
         email.attempts += 1
         email.subject = message.subject
         email.save(update_fields=["status", "attempts", "subject", "updated_at"])
@@ -325,11 +336,13 @@ def email_send_attempt(email_id: int, *, retries: int, worker: str) -> str | Bas
         with transaction.atomic():
             email = StatementEmail.objects.select_for_update().get(pk=email_id)
             if retry:
-                email.status, email.error = StatementEmail.Status.QUEUED, f"will retry: {error}"
+                email_move(email, StatementEmail.Status.QUEUED)
+                email.error = f"will retry: {error}"
             else:
                 if kind == "transient":
                     error = f"gave up after {email.attempts} attempts: {error}"
-                email.status, email.error = StatementEmail.Status.FAILED, error
+                email_move(email, StatementEmail.Status.FAILED)
+                email.error = error
                 _fail_statements(email, error)
             email.save(update_fields=["status", "error", "updated_at"])
             _record(
@@ -344,12 +357,17 @@ def email_send_attempt(email_id: int, *, retries: int, worker: str) -> str | Bas
     with transaction.atomic():
         email = StatementEmail.objects.select_for_update().get(pk=email_id)
         now = timezone.now()
-        email.status, email.error = StatementEmail.Status.SENT, ""
+        email_move(email, StatementEmail.Status.SENT)
+        email.error = ""
         email.message_id = attempt.message_id
         email.sent_at = now
         email.save(update_fields=["status", "error", "message_id", "sent_at", "updated_at"])
-        for s in email.statements.select_for_update():
-            s.status, s.error = Statement.Status.SENT, ""
+        # Statements already sent (a resend) are left as they are, and a finalized period's
+        # are never written: the outbox row records this send.
+        unsent = email.statements.select_for_update().exclude(status=Statement.Status.SENT)
+        for s in [] if _frozen(email) else unsent:
+            statement_move(s, Statement.Status.SENT)
+            s.error = ""
             s.sent_at = s.sent_at or now
             s.save(update_fields=["status", "error", "sent_at", "updated_at"])
         _record(email, attempt, EmailAttempt.Outcome.SENT)
@@ -442,18 +460,18 @@ def email_check_ready(email_ids: list[int], *, enqueue: bool = True) -> list[int
                 continue
             broken = [s for s in items if not s.pdf_path]
             if broken:
-                email.status = StatementEmail.Status.FAILED
+                email_move(email, StatementEmail.Status.FAILED)
                 email.error = "not rendered: " + "; ".join(
                     f"{s.number}: {s.error or 'no PDF'}" for s in broken
                 )
                 email.save(update_fields=["status", "error", "updated_at"])
                 continue
-            email.status = StatementEmail.Status.QUEUED
+            email_move(email, StatementEmail.Status.QUEUED)
             email.queued_at = timezone.now()
             email.save(update_fields=["status", "queued_at", "updated_at"])
-            for s in items:
-                if s.sent_at is None:
-                    s.status = Statement.Status.QUEUED
+            for s in [] if _frozen(email) else items:
+                if s.sent_at is None and s.status != Statement.Status.QUEUED:
+                    statement_move(s, Statement.Status.QUEUED)
                     s.save(update_fields=["status", "updated_at"])
             ready.append(email.pk)
         if enqueue and ready:
@@ -518,12 +536,11 @@ def statement_send(
 
 @transaction.atomic
 def email_resend(*, email: StatementEmail, acting_user=None, actor: str = "") -> StatementEmail:
-    """Mail an email's statements again (their current versions), as a new outbox row."""
-    period = email.run.period
-    try:
-        period_writable(period, what="be mailed")
-    except PeriodError as exc:
-        raise StatementError(str(exc)) from None
+    """Mail an email's statements again (their current versions), as a new outbox row.
+
+    Works for a finalized period too: its statements are not written, the new outbox row (and
+    its attempts) record the resend."""
+    period = BillingPeriod.objects.select_for_update().get(pk=email.run.period_id)
     current = []
     for s in email.statements.all():
         while s.superseded_by_id is not None:

@@ -37,6 +37,7 @@ from ..figures import (
     excluded_summary,
     statement_figures,
 )
+from ..lifecycle import DRAFT, FINAL, REMOVED, SUPERSEDED, phase_check, statement_move
 from ..models import Statement, StatementEmail, StatementLine, StatementRun
 from .common import StatementError, config_snapshot, current_statements, storage_path
 from .delivery import LIVE_EMAIL, enqueue, queue_emails
@@ -125,8 +126,8 @@ def _totals(rows: list[dict]) -> dict[str, str]:
 
 
 def _fill(statement: Statement, f: StatementFigures, *, draft: bool, run: StatementRun) -> None:
+    statement_move(statement, Statement.Status.RENDERING)
     statement.is_draft = draft
-    statement.status = Statement.Status.RENDERING
     statement.error = ""
     statement.list_amount = f.list_amount
     statement.discount_amount = f.discount_amount
@@ -368,10 +369,12 @@ def _plan(
         elif _is_unchanged(current, f.content_hash(), draft):
             action, statement = "unchanged", current
         elif current.sent_at is not None:
+            phase_check(current, SUPERSEDED)
             action, statement = "revised", _revision(current, f, period)
             plan.create.append((statement, f))
             plan.supersede.append(current)
         else:
+            phase_check(current, DRAFT if draft else FINAL)
             action, statement = "replaced", current
             if current.pdf_path:
                 plan.old_files.append(current.pdf_path)
@@ -388,6 +391,7 @@ def _plan(
         apply(existing.pop(f.key, None), f, numbers.get(f.key))
     for gone in existing.values():  # groups with no billable charges any more
         if gone.sent_at is None and gone.revision == 0:
+            phase_check(gone, REMOVED)
             if gone.pdf_path:
                 plan.old_files.append(gone.pdf_path)
             plan.delete.append(gone)
