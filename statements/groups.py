@@ -24,8 +24,9 @@ API (stable; journals depend on it):
     statement_groups(period, *, pi_email=None, parts=None, with_list=True)
         -> dict[GroupKey, GroupFigures], in (pi_email, project_code, fund_org, currency) order
     GroupFigures: key, pi_id, project_id, fund_org, currency, pi_email, pi_name, project_code,
-        project_name, exact_billed, exact_list, charge_count, parts, part_counts,
-        due_amount, list_amount, discount_amount, allocation(order=None)
+        project_name, exact_billed, exact_list, charge_count, parts, part_counts, list_parts,
+        due_amount, list_amount, discount_amount, allocation(order=None),
+        list_allocation(order=None)
     round_group(exact_billed, exact_list) -> (due_amount, list_amount)
 """
 
@@ -85,6 +86,7 @@ class GroupFigures:
     charge_count: int = 0
     parts: dict[Hashable, Decimal] = field(default_factory=dict)  # part -> exact billed
     part_counts: dict[Hashable, int] = field(default_factory=dict)
+    list_parts: dict[Hashable, Decimal] = field(default_factory=dict)  # part -> exact list
 
     @property
     def key(self) -> GroupKey:
@@ -109,6 +111,11 @@ class GroupFigures:
         natural order."""
         keys = sorted(self.parts, key=order) if order else sorted(self.parts)
         return allocate_cents({k: self.parts[k] for k in keys}, total=self.due_amount)
+
+    def list_allocation(self, order: Callable[[Hashable], object] | None = None) -> dict:
+        """The rounded list price allocated over the parts (needs `with_list`)."""
+        keys = sorted(self.list_parts, key=order) if order else sorted(self.list_parts)
+        return allocate_cents({k: self.list_parts[k] for k in keys}, total=self.list_amount)
 
 
 def statement_groups(
@@ -148,6 +155,9 @@ def statement_groups(
             part = parts.key({k: row[c] for k, c in columns.items()})
             group.parts[part] = exact_sum((group.parts.get(part, ZERO), billed))
             group.part_counts[part] = group.part_counts.get(part, 0) + row["n"]
+            if with_list:
+                listed = row["listed"] or ZERO
+                group.list_parts[part] = exact_sum((group.list_parts.get(part, ZERO), listed))
     _attach_names(groups.values())
     ordered = sorted(
         groups.values(), key=lambda g: (g.pi_email, g.project_code, g.fund_org, g.currency)

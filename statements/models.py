@@ -2,8 +2,8 @@
 
 Amounts are `MoneyField`s. A statement's totals are rounded to the cent once (billing.rounding);
 its lines are allocated from those totals, so they add up to them. Statuses change only through
-statements/services.py and statements/tasks.py, each change with its audit event where a person
-or a batch decided it.
+statements/services/ by the transitions statements/lifecycle.py declares, each change with its
+audit event where a person or a batch decided it.
 """
 
 from __future__ import annotations

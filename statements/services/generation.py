@@ -1,4 +1,4 @@
-"""Writes for statements: generate them, queue their emails, resend, resume a batch.
+"""Generation: make (or remake) a period's statements from its billable charges.
 
 Invariants:
 - A finalized period refuses every write (checked under the period's row lock). Final
@@ -9,7 +9,9 @@ Invariants:
   sent), it is kept with its PDF and hash, and a change makes a revision "<number>-R<n>".
 - Figures come from statements.figures only (one rounding rule, shared with the journal).
 - A statement is mailed once: `--send` skips statements already sent or waiting in an email,
-  unless `resend` asks. Delivery state lives on StatementEmail rows (the outbox; see tasks.py).
+  unless `resend` asks (statements/services/delivery.py).
+- A group that was sent keeps a current statement for good: a change, a fund/org move or no
+  charges left makes a revision (statements/lifecycle.py), never a deletion.
 - Each change is one transaction with its audit event; tasks are enqueued after commit.
 """
 
@@ -18,9 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 
-import yaml
 from django.core.files.storage import default_storage
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -31,72 +31,17 @@ from billing.models import PI, BillingPeriod
 from billing.money import exact_sum, money_text
 from billing.services import PeriodError, period_writable
 
-from .figures import (
-    REFERENCE_FIELDS,
+from ..figures import (
     StatementFigures,
     billable_total,
     excluded_summary,
     statement_figures,
 )
-from .models import Statement, StatementEmail, StatementLine, StatementRun
-
-NUMBER_PREFIX = "ST"
-LIVE_EMAIL = (
-    StatementEmail.Status.PENDING,
-    StatementEmail.Status.QUEUED,
-    StatementEmail.Status.SENDING,
-)
-
-
-class StatementError(Exception):
-    """A statement operation that isn't allowed; the message says why."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Configuration the statements show, frozen on the batch so every worker renders the same thing.
-
-
-def _logo_path(config: BillingConfig) -> str:
-    """`institution.logo` from the configuration (a path, relative to the file's folder)."""
-    logo = getattr(config, "logo", "") or ""
-    if not logo and config.path:
-        try:
-            data = yaml.safe_load(Path(config.path).read_text(encoding="utf-8")) or {}
-            logo = (
-                ((data.get("institution") or {}).get("logo") or "")
-                if isinstance(data, dict)
-                else ""
-            )
-        except (OSError, yaml.YAMLError, AttributeError):
-            logo = ""
-    if logo and config.path and not Path(logo).is_absolute():
-        logo = str(Path(config.path).resolve().parent / logo)
-    return str(logo)
-
-
-def reference_labels(config: BillingConfig) -> dict[str, str]:
-    """reference_1 -> "Grant number" (from the tag it comes from), cost_center -> "Cost center"."""
-    labels = {}
-    for name in REFERENCE_FIELDS:
-        tag = config.tag_mapping.get(name, name)
-        labels[name] = tag.replace("_", " ").strip().capitalize() or name
-    return labels
-
-
-def config_snapshot(config: BillingConfig) -> dict:
-    return {
-        "institution": config.institution_name,
-        "contact_email": config.contact_email,
-        "logo": _logo_path(config),
-        "currency": config.currency,
-        "reference_labels": reference_labels(config),
-        "email": {
-            "from_address": config.email.from_address,
-            "from_name": config.email.from_name,
-            "subject_template": config.email.subject_template,
-        },
-    }
-
+from ..lifecycle import DRAFT, FINAL, REMOVED, SUPERSEDED, phase_check, statement_move
+from ..models import Statement, StatementEmail, StatementLine, StatementRun
+from .common import StatementError, config_snapshot, current_statements, storage_path
+from .delivery import LIVE_EMAIL, enqueue, queue_emails
+from .numbering import bulk_insert, numbers_for, numbers_preview
 
 # ---------------------------------------------------------------------------------------------
 # The result of a generation, as the command prints it.
@@ -169,16 +114,6 @@ def _statement_row(s: Statement | StatementFigures, *, number: str = "", pdf: st
     }
 
 
-def storage_path(name: str) -> str | None:
-    """A stored PDF's path on disk (or its storage name when the storage has no paths)."""
-    if not name:
-        return None
-    try:
-        return default_storage.path(name)
-    except NotImplementedError:
-        return name
-
-
 def _totals(rows: list[dict]) -> dict[str, str]:
     by_currency: dict[str, list[Decimal]] = defaultdict(list)
     for row in rows:
@@ -187,46 +122,12 @@ def _totals(rows: list[dict]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Numbers
-
-
-def _numbers_for(period: BillingPeriod, figures: list[StatementFigures]) -> dict[tuple, str]:
-    """The stable base number of each group, assigning new ones in the figures' order."""
-    from .models import StatementNumber
-
-    known = {
-        (n.pi_id, n.project_id, n.fund_org, n.currency): n.base_number
-        for n in StatementNumber.objects.filter(period=period)
-    }
-    seq = StatementNumber.objects.filter(period=period).aggregate(m=models.Max("seq"))["m"] or 0
-    new = []
-    for f in figures:
-        if f.key not in known:
-            seq += 1
-            number = f"{NUMBER_PREFIX}-{period.key.replace('-', '')}-{seq:05d}"
-            known[f.key] = number
-            new.append(
-                StatementNumber(
-                    period=period,
-                    pi_id=f.pi_id,
-                    project_id=f.project_id,
-                    fund_org=f.fund_org,
-                    currency=f.currency,
-                    seq=seq,
-                    base_number=number,
-                )
-            )
-    _bulk_insert(StatementNumber, new)
-    return known
-
-
-# ---------------------------------------------------------------------------------------------
 # Generate
 
 
 def _fill(statement: Statement, f: StatementFigures, *, draft: bool, run: StatementRun) -> None:
+    statement_move(statement, Statement.Status.RENDERING)
     statement.is_draft = draft
-    statement.status = Statement.Status.RENDERING
     statement.error = ""
     statement.list_amount = f.list_amount
     statement.discount_amount = f.discount_amount
@@ -267,13 +168,6 @@ def _lines(statement: Statement, f: StatementFigures) -> list[tuple]:
                  line.list_amount, line.list_amount - line.due_amount, line.due_amount)
             )  # fmt: skip
     return out
-
-
-def _current(period: BillingPeriod, pi_email: str | None):
-    qs = Statement.objects.filter(period=period, superseded_by__isnull=True)
-    if pi_email:
-        qs = qs.filter(pi__email=pi_email)
-    return qs
 
 
 def statement_generate(
@@ -327,13 +221,14 @@ def statement_generate(
         billable = {c: money_text(v) for c, v in billable_total(period, pi_email=pi_email).items()}
         if dry_run:
             existing = {
-                gone_key(s): s for s in _current(period, pi_email).select_related("pi", "project")
+                gone_key(s): s
+                for s in current_statements(period, pi_email).select_related("pi", "project")
             }
             plan = _plan(
                 period=period,
                 figures=figures,
                 existing=existing,
-                numbers=_numbers_preview(period, figures),
+                numbers=numbers_preview(period, figures),
                 draft=draft,
                 run=None,
             )
@@ -366,28 +261,13 @@ def statement_generate(
             excluded=excluded,
             billable=billable,
         )
-    return _finish(result)
+    return generate_finish(result)
 
 
 def _row_order(s: Statement, f: StatementFigures | None) -> tuple:
     if f is not None:
         return (f.pi_email, f.project_code, f.fund_org, f.currency)
     return (s.pi.email, s.project.code, s.fund_org, s.currency)
-
-
-def _numbers_preview(period, figures) -> dict[tuple, str]:
-    from .models import StatementNumber
-
-    known = {
-        (n.pi_id, n.project_id, n.fund_org, n.currency): n.base_number
-        for n in StatementNumber.objects.filter(period=period)
-    }
-    seq = StatementNumber.objects.filter(period=period).aggregate(m=models.Max("seq"))["m"] or 0
-    for f in figures:
-        if f.key not in known:
-            seq += 1
-            known[f.key] = f"{NUMBER_PREFIX}-{period.key.replace('-', '')}-{seq:05d}"
-    return known
 
 
 @dataclass
@@ -489,10 +369,12 @@ def _plan(
         elif _is_unchanged(current, f.content_hash(), draft):
             action, statement = "unchanged", current
         elif current.sent_at is not None:
+            phase_check(current, SUPERSEDED)
             action, statement = "revised", _revision(current, f, period)
             plan.create.append((statement, f))
             plan.supersede.append(current)
         else:
+            phase_check(current, DRAFT if draft else FINAL)
             action, statement = "replaced", current
             if current.pdf_path:
                 plan.old_files.append(current.pdf_path)
@@ -509,6 +391,7 @@ def _plan(
         apply(existing.pop(f.key, None), f, numbers.get(f.key))
     for gone in existing.values():  # groups with no billable charges any more
         if gone.sent_at is None and gone.revision == 0:
+            phase_check(gone, REMOVED)
             if gone.pdf_path:
                 plan.old_files.append(gone.pdf_path)
             plan.delete.append(gone)
@@ -564,10 +447,10 @@ def _generate(
         actor=actor or actor_name(acting_user),
         settings_snapshot=config_snapshot(config),
     )
-    numbers = _numbers_for(period, figures)
+    numbers = numbers_for(period, figures)
     existing = {
         (s.pi_id, s.project_id, s.fund_org, s.currency): s
-        for s in _current(period, pi_email)
+        for s in current_statements(period, pi_email)
         .select_related("pi", "project")
         .select_for_update(of=("self",))
     }
@@ -585,7 +468,7 @@ def _generate(
         Statement.objects.filter(pk__in=[s.pk for s in superseded]).update(
             superseded_by=models.F("pk")  # temporarily points at itself: not current
         )
-    _bulk_insert(Statement, [s for s, _ in to_create])
+    bulk_insert(Statement, [s for s, _ in to_create])
     revision_of = {(s.pi_id, s.project_id, s.fund_org, s.currency): s for s, _ in to_create}
     for old in superseded:
         old.superseded_by = revision_of[(old.pi_id, old.project_id, old.fund_org, old.currency)]
@@ -624,7 +507,7 @@ def _generate(
         lines.extend(_lines(statement, f))
     _insert_lines(lines)
 
-    emails = _queue_emails(run=run, period=period, pi_email=pi_email, resend=resend) if send else []
+    emails = queue_emails(run=run, period=period, pi_email=pi_email, resend=resend) if send else []
     summary = {
         "statements": len(figures),
         "changes": changes,
@@ -646,7 +529,7 @@ def _generate(
     if old_files:
         transaction.on_commit(lambda: _delete_files(old_files))
     to_render = [s.pk for s, _ in [*to_create, *replaced]]
-    transaction.on_commit(lambda: _enqueue(to_render, [e.pk for e in emails]))
+    transaction.on_commit(lambda: enqueue(to_render, [e.pk for e in emails]))
     return GenerateResult(
         period=period.key,
         status="generated",
@@ -659,11 +542,11 @@ def _generate(
     )
 
 
-def _finish(result: GenerateResult) -> GenerateResult:
+def generate_finish(result: GenerateResult) -> GenerateResult:
     """Fill the result from the database after commit (tasks may have run in-process)."""
     run = StatementRun.objects.get(pk=result.run_id)
     statements = (
-        _current(run.period, run.pi_email or None)
+        current_statements(run.period, run.pi_email or None)
         .select_related("pi", "project")
         .order_by("pi__email", "project__code", "fund_org", "currency")
     )
@@ -718,257 +601,3 @@ def _insert_lines(rows: list[tuple]) -> None:
         with cursor.cursor.copy(f"COPY {table} ({', '.join(LINE_COLUMNS)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row((row[0].pk, *row[1:]))
-
-
-def _bulk_insert(model, objs: list) -> None:
-    """bulk_create, by COPY on PostgreSQL with ids drawn from the table's sequence first."""
-    if not objs:
-        return
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create(objs, batch_size=1000)
-        return
-    table = model._meta.db_table
-    fields = model._meta.concrete_fields
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            [table, len(objs)],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for obj, pk in zip(objs, ids, strict=True):
-                obj.pk = pk
-                obj._state.adding = False
-                copy.write_row(
-                    [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-                )
-
-
-def _enqueue(statement_ids: list[int], email_ids: list[int]) -> None:
-    from openchargeback.celery import app
-
-    from .tasks import render_statement_task, send_statement_email_task
-
-    if app.conf.task_always_eager:  # in-process: no broker to talk to
-        for pk in statement_ids:
-            render_statement_task.delay(pk)
-        for pk in email_ids:
-            if StatementEmail.objects.filter(pk=pk, status=StatementEmail.Status.QUEUED).exists():
-                send_statement_email_task.delay(pk)
-        return
-    # One producer (one broker connection) for the whole batch.
-    with app.producer_or_acquire() as producer:
-        for pk in statement_ids:
-            render_statement_task.apply_async((pk,), producer=producer)
-        queued = set(
-            StatementEmail.objects.filter(
-                pk__in=email_ids, status=StatementEmail.Status.QUEUED
-            ).values_list("pk", flat=True)
-        )
-        for pk in email_ids:
-            # Emails whose statements were all ready already; the others are queued by the
-            # last render task of their PI.
-            if pk in queued:
-                send_statement_email_task.apply_async((pk,), producer=producer)
-
-
-# ---------------------------------------------------------------------------------------------
-# Email queueing
-
-
-def _queue_emails(
-    *,
-    run: StatementRun,
-    period: BillingPeriod,
-    pi_email: str | None,
-    resend: bool,
-    statements=None,
-) -> list[StatementEmail]:
-    """One outbox row per PI with the statements to mail. Call inside the transaction.
-
-    Skips drafts, statements already in a live email, and (unless `resend`) statements sent.
-    """
-    if statements is None:
-        statements = _current(period, pi_email)
-    statements = statements.filter(is_draft=False).exclude(emails__status__in=LIVE_EMAIL)
-    if run.kind != StatementRun.Kind.GENERATE:
-        # Outside a generation, only statements already drawn: their render tasks are done
-        # and do not look for emails (tasks._after_render).
-        statements = statements.exclude(status=Statement.Status.RENDERING)
-    if not resend:
-        statements = statements.filter(sent_at__isnull=True)
-    by_pi: dict[int, list[Statement]] = defaultdict(list)
-    for s in statements.select_related("pi").order_by("pi_id", "number"):
-        by_pi[s.pi_id].append(s)
-    emails = []
-    for items in by_pi.values():
-        pi = items[0].pi
-        email = StatementEmail.objects.create(run=run, pi=pi, to_address=pi.email)
-        email.statements.add(*items)
-        emails.append(email)
-    email_check_ready([e.pk for e in emails], enqueue=False)
-    return emails
-
-
-def email_check_ready(email_ids: list[int], *, enqueue: bool = True) -> list[int]:
-    """pending → queued for each email whose statements have all rendered; a rendering failure
-    fails the email. Already queued emails are enqueued again (harmless: the send task claims
-    the row). Returns the ids to send. Runs in its own transaction (or the caller's)."""
-    ready = []
-    with transaction.atomic():
-        emails = StatementEmail.objects.select_for_update().filter(
-            pk__in=email_ids,
-            status__in=[StatementEmail.Status.PENDING, StatementEmail.Status.QUEUED],
-        )
-        for email in emails.order_by("pk"):
-            if email.status == StatementEmail.Status.QUEUED:
-                ready.append(email.pk)
-                continue
-            items = list(email.statements.select_for_update().order_by("pk"))
-            if any(s.status == Statement.Status.RENDERING for s in items):
-                continue
-            broken = [s for s in items if not s.pdf_path]
-            if broken:
-                email.status = StatementEmail.Status.FAILED
-                email.error = "not rendered: " + "; ".join(
-                    f"{s.number}: {s.error or 'no PDF'}" for s in broken
-                )
-                email.save(update_fields=["status", "error", "updated_at"])
-                continue
-            email.status = StatementEmail.Status.QUEUED
-            email.queued_at = timezone.now()
-            email.save(update_fields=["status", "queued_at", "updated_at"])
-            for s in items:
-                if s.sent_at is None:
-                    s.status = Statement.Status.QUEUED
-                    s.save(update_fields=["status", "updated_at"])
-            ready.append(email.pk)
-        if enqueue and ready:
-            from .tasks import send_statement_email_task
-
-            ids = list(ready)
-            transaction.on_commit(lambda: [send_statement_email_task.delay(pk) for pk in ids])
-    return ready
-
-
-@transaction.atomic
-def statement_send(
-    *,
-    period_key: str,
-    pi_email: str | None = None,
-    resend: bool = False,
-    statement_ids: list[int] | None = None,
-    acting_user=None,
-    actor: str = "",
-    config: BillingConfig | None = None,
-) -> StatementRun:
-    """Mail the period's current final statements (or the given ones) that were not sent."""
-    config = config or load_config()
-    pi_email = (pi_email or "").strip().lower() or None
-    period = BillingPeriod.objects.filter(key=period_key).first()
-    if period is None:
-        raise StatementError(f"period {period_key} does not exist")
-    try:
-        period = period_writable(period, what="be mailed")
-    except PeriodError as exc:
-        raise StatementError(str(exc)) from None
-    run = StatementRun.objects.create(
-        period=period,
-        kind=StatementRun.Kind.SEND,
-        pi_email=pi_email or "",
-        draft=False,
-        send=True,
-        resend=resend,
-        acting_user=acting_user if getattr(acting_user, "pk", None) else None,
-        actor=actor or actor_name(acting_user),
-        settings_snapshot=config_snapshot(config),
-    )
-    statements = _current(period, pi_email)
-    if statement_ids is not None:
-        statements = Statement.objects.filter(pk__in=statement_ids, period=period)
-    emails = _queue_emails(
-        run=run, period=period, pi_email=pi_email, resend=resend, statements=statements
-    )
-    run.summary = {"emails": len(emails), "statements": sum(e.statements.count() for e in emails)}
-    run.save(update_fields=["summary"])
-    audit_record(
-        action="statement.send",
-        acting_user=acting_user,
-        actor=run.actor,
-        obj=run,
-        after={"resend": resend, "pi": pi_email or ""},
-        details={**run.summary, "pis": [e.to_address for e in emails]},
-    )
-    transaction.on_commit(lambda: _enqueue([], [e.pk for e in emails]))
-    return run
-
-
-@transaction.atomic
-def email_resend(*, email: StatementEmail, acting_user=None, actor: str = "") -> StatementEmail:
-    """Mail an email's statements again (their current versions), as a new outbox row."""
-    period = email.run.period
-    try:
-        period_writable(period, what="be mailed")
-    except PeriodError as exc:
-        raise StatementError(str(exc)) from None
-    current = []
-    for s in email.statements.all():
-        while s.superseded_by_id is not None:
-            s = s.superseded_by
-        current.append(s.pk)
-    run = StatementRun.objects.create(
-        period=period,
-        kind=StatementRun.Kind.SEND,
-        pi_email=email.pi.email,
-        send=True,
-        resend=True,
-        acting_user=acting_user if getattr(acting_user, "pk", None) else None,
-        actor=actor or actor_name(acting_user),
-        settings_snapshot=email.run.settings_snapshot,
-    )
-    emails = _queue_emails(
-        run=run,
-        period=period,
-        pi_email=None,
-        resend=True,
-        statements=Statement.objects.filter(pk__in=current),
-    )
-    if not emails:
-        raise StatementError(
-            f"nothing to resend for {email.to_address}: its statements are drafts or already "
-            "waiting in another email"
-        )
-    new = emails[0]
-    new.resend_of = email
-    new.save(update_fields=["resend_of"])
-    audit_record(
-        action="statement.resend",
-        acting_user=acting_user,
-        actor=run.actor,
-        obj=new,
-        before={"email": email.pk, "status": email.status},
-        after={"email": new.pk, "status": new.status},
-        details={"statements": [s.number for s in new.statements.all()]},
-    )
-    transaction.on_commit(lambda: _enqueue([], [new.pk]))
-    return new
-
-
-def statement_run_resume(*, run: StatementRun) -> dict[str, int]:
-    """Enqueue again what a batch still waits for (after a broker or worker loss). Idempotent:
-    tasks skip what is done and claim rows before acting."""
-    from .tasks import render_statement_task
-
-    rendering = list(
-        run.statements.filter(status=Statement.Status.RENDERING).values_list("pk", flat=True)
-    )
-    for pk in rendering:
-        render_statement_task.delay(pk)
-    waiting = list(
-        run.emails.filter(
-            status__in=[StatementEmail.Status.PENDING, StatementEmail.Status.QUEUED]
-        ).values_list("pk", flat=True)
-    )
-    queued = email_check_ready(waiting)
-    return {"rendering": len(rendering), "emails": len(queued)}
