@@ -7,6 +7,8 @@ service (billing/services/review.py), which records the decision and the audit e
 
 from __future__ import annotations
 
+import functools
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -467,16 +469,27 @@ class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
 
     @admin.action(description="Approve selected charges (bill them)", permissions=["review"])
     def approve(self, request, queryset):
+        if "post" in request.POST:
+            try:
+                config = load_config()
+            except ConfigError as exc:
+                self.message_user(request, f"configuration: {exc}", messages.ERROR)
+                return None
+            service = functools.partial(charge_approve, config=config)
+        else:
+            service = charge_approve
         return self._decide(
             request,
             queryset,
             action="approve",
-            service=charge_approve,
+            service=service,
             form_class=NoteForm,
             title="Approve charges",
             verb="Approve",
-            warning="Approved charges are billed: they go on statements and the journal. "
-            "Charges without a PI, project or fund/org are left flagged.",
+            warning="Approved charges are billed as they are: they go on statements and the "
+            "journal. A selection holding a charge without a PI, project or fund/org, or with a "
+            "fund/org that fails the configured patterns, is refused as a whole: reassign those "
+            "first.",
         )
 
     @admin.action(description="Reject selected charges (never bill them)", permissions=["review"])

@@ -6,6 +6,9 @@ nothing), so what the preview shows is what the export writes.
 Refusals, each with a message naming the cause (`JournalRefused.problems`):
 - the template does not compile, or uses a segment the fund/org regex doesn't define;
 - the period has no billable charges;
+- the period has statements on record and its billable charges no longer make them (a group's
+  amount due or charge count changed, a group has no statement, a statement's group is gone):
+  regenerate first, so the journal equals the statements on record;
 - a fund/org fails `review.fund_org_patterns` or `journal.fund_org_regex`;
 - general ledger: a source without a credit fund/org, or a line without a GL account;
 - general ledger: debits would not equal credits.
@@ -118,7 +121,7 @@ def _check_funds(groups, segments, config, problems: list[str]) -> None:
     for group in groups:
         entry = seen.setdefault(group.fund_org, [0, ZERO, group])
         entry[0] += group.charge_count
-        entry[1] = exact_sum((entry[1], group.billed))
+        entry[1] = exact_sum((entry[1], group.exact_billed))
     for fund_org, (count, billed, group) in sorted(seen.items()):
         where = (
             f"{count} charge(s), {money_text(billed)} {group.currency}, e.g. PI "
@@ -196,6 +199,10 @@ def journal_build(
     groups, sources = selectors.statement_groups(
         period, config, with_list=template.kind == JournalTemplate.Kind.SUMMARY
     )
+    records = selectors.statements_on_record(period)
+    untied = selectors.statement_tie(period, groups, records) if records else []
+    if untied:
+        raise JournalRefused(untied)
     if not groups:
         raise JournalRefused([f"period {period.key} has no billable charges; nothing to export"])
     segments = _Segments(regex)
@@ -237,7 +244,7 @@ def journal_build(
             per_fund = selectors.debits_per_fund(lines)
         else:
             mine = [g for g in groups if g.currency == currency]
-            debit = credit = exact_sum(g.amount_due for g in mine)
+            debit = credit = exact_sum(g.due_amount for g in mine)
             per_fund = {}
             if template.kind == JournalTemplate.Kind.SUMMARY:
                 count = len(mine)
@@ -303,7 +310,7 @@ def _summary_rows(groups, sources, segments):
     def make():
         for group in groups:
             names = sorted({sources[source_id].name for source_id, _ in group.parts})
-            amount, listed = group.amount_due, group.list_amount
+            amount, listed = group.due_amount, group.list_amount
             yield {
                 "pi_email": group.pi_email,
                 "pi_name": group.pi_name,

@@ -10,11 +10,19 @@ The rounding rule (billing/rounding.py) is the statements' rule, so the journal 
   the amounts due of that fund's statements, and debits equal credits by construction (the
   export still checks, and refuses if not).
 - Detail rows allocate each group's amount due over its charges the same way; summary rows are
-  the groups themselves. Before statements exist (a draft), the numbers are the same.
+  the groups themselves.
+- Once a period has statements on record, the journal is exported only when it ties to them:
+  `statement_tie` compares every group's amount due and charge count with its current
+  statement's `due_amount` and `charge_count` (same PI, project, fund/org, currency), and
+  refuses when a group differs, has no statement, or a statement's group is gone (unless that
+  statement shows 0.00 over no charge) - regenerate first. So each debit line adds up, per
+  group, to the statement on record. Before any statement exists, the numbers are those
+  `generate` would put on record.
 
-The aggregation runs in the database: one GROUP BY (pi, project, fund/org, currency, source,
-tags) with an exact SUM; only the few thousand groups reach Python. Tags are in the key because
-a tag on a charge may name its GL account.
+The groups and their rounding are statements.groups (one home with statements and the portal):
+one GROUP BY (pi, project, fund/org, currency, source, tags) with an exact SUM; only the few
+thousand groups reach Python. Tags are in the key because a tag on a charge may name its GL
+account.
 """
 
 from __future__ import annotations
@@ -22,18 +30,20 @@ from __future__ import annotations
 import calendar
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Count, Expression, JSONField
-from django.db.models.functions import Coalesce
+from django.db.models import Expression, JSONField
 
 from billing.config import BillingConfig
-from billing.models import PI, BillingPeriod, Charge, Project, Source
-from billing.money import MONEY_CONTEXT, ZERO, ExactSum, exact_sum, round_cents
+from billing.models import BillingPeriod, Charge, Source
+from billing.money import MONEY_CONTEXT, ZERO, exact_sum, money_text
 from billing.rounding import allocate_cents
+from statements.groups import GroupFigures, PartSpec
+from statements.groups import statement_groups as group_figures
+from statements.models import Statement
 
 from .models import JournalExport, JournalTemplate
 
@@ -124,42 +134,14 @@ def account_for(tags, source: SourceInfo, config: BillingConfig) -> str:
 
 # -- statement groups ---------------------------------------------------------------------------
 
+# A statement group and its rounded figures live in statements.groups (one home for statements,
+# the portal and journals); the journal splits each group into parts (source id, GL account).
+StatementGroup = GroupFigures
 
-@dataclass
-class StatementGroup:
-    """One statement's worth of billable charges: (PI, project, fund/org, currency)."""
 
-    pi_id: int
-    project_id: int
-    fund_org: str
-    currency: str
-    pi_email: str = ""
-    pi_name: str = ""
-    project_code: str = ""
-    project_name: str = ""
-    billed: Decimal = ZERO  # exact
-    listed: Decimal = ZERO  # exact; a charge without ListCost counts at its BilledCost
-    charge_count: int = 0
-    # (source id, account) -> exact billed, and charge counts
-    parts: dict[tuple[int, str], Decimal] = field(default_factory=dict)
-    part_counts: dict[tuple[int, str], int] = field(default_factory=dict)
-
-    @property
-    def amount_due(self) -> Decimal:
-        return round_cents(self.billed)
-
-    @property
-    def list_amount(self) -> Decimal:
-        return round_cents(self.listed)
-
-    @property
-    def sort_key(self):
-        return (self.currency, self.pi_email, self.project_code, self.fund_org)
-
-    def allocation(self, sources: dict[int, SourceInfo]) -> dict[tuple[int, str], Decimal]:
-        """The amount due allocated over (source, account), in a fixed order (ties)."""
-        keys = sorted(self.parts, key=lambda k: (sources[k[0]].name, k[1]))
-        return allocate_cents({k: self.parts[k] for k in keys}, total=self.amount_due)
+def part_order(sources: dict[int, SourceInfo]):
+    """The order a group's parts are allocated in (ties go by it): source name, then account."""
+    return lambda part: (sources[part[0]].name, part[1])
 
 
 class AccountTagCandidates(Expression):
@@ -189,56 +171,121 @@ class AccountTagCandidates(Expression):
 def statement_groups(
     period: BillingPeriod, config: BillingConfig, *, with_list: bool = True
 ) -> tuple[list[StatementGroup], dict[int, SourceInfo]]:
-    """Every statement group of the period's billable charges, sorted, with the sources.
+    """Every statement group of the period's billable charges, in the journal's order (currency,
+    PI email, project, fund/org), with the sources; parts are (source id, GL account).
 
-    One GROUP BY in the database; `with_list=False` skips the list-price sum (the GL)."""
-    sums = {"billed": ExactSum("billed_cost"), "n": Count("id")}
-    if with_list:
-        sums["listed"] = ExactSum(Coalesce("list_cost", "billed_cost"))
-    rows = (
-        billable_charges(period)
-        .annotate(account_tags=AccountTagCandidates(config.journal.account_tag))
-        .values("pi_id", "project_id", "fund_org", "billing_currency", "source_id", "account_tags")
-        .annotate(**sums)
-        .order_by()
+    One GROUP BY in the database (statements.groups); `with_list=False` skips the list-price sum
+    (the GL)."""
+    sources = source_infos(config)
+    parts = PartSpec(
+        values={
+            "source_id": "source_id",
+            "account_tags": AccountTagCandidates(config.journal.account_tag),
+        },
+        key=lambda row: (
+            row["source_id"],
+            account_for(row["account_tags"], sources[row["source_id"]], config),
+        ),
     )
-    groups: dict[tuple, StatementGroup] = {}
     if connection.vendor == "postgresql":
         # A few thousand groups: enough memory to hash them instead of sorting a million rows
         # on disk (the default work_mem is 4 MB). SET LOCAL ends with this transaction.
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = '64MB'")
-            raw = list(rows)
+            groups = group_figures(period, parts=parts, with_list=with_list)
     else:
-        raw = list(rows)
-    sources = source_infos(config, {row["source_id"] for row in raw})
-    for row in raw:
-        key = (row["pi_id"], row["project_id"], row["fund_org"], row["billing_currency"])
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = StatementGroup(*key)
-        source = sources[row["source_id"]]
-        part = (row["source_id"], account_for(row["account_tags"], source, config))
-        group.billed = exact_sum((group.billed, row["billed"]))
-        if with_list:
-            group.listed = exact_sum((group.listed, row["listed"]))
-        group.charge_count += row["n"]
-        group.parts[part] = exact_sum((group.parts.get(part, ZERO), row["billed"]))
-        group.part_counts[part] = group.part_counts.get(part, 0) + row["n"]
-    pis = {
-        p["id"]: p
-        for p in PI.objects.filter(id__in={k[0] for k in groups}).values("id", "email", "name")
+        groups = group_figures(period, parts=parts, with_list=with_list)
+    ordered = sorted(
+        groups.values(), key=lambda g: (g.currency, g.pi_email, g.project_code, g.fund_org)
+    )
+    return ordered, sources
+
+
+# -- the statements on record ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatementOnRecord:
+    """A period's current statement (not superseded), as the journal ties to it."""
+
+    key: tuple[int, int, str, str]  # (PI id, project id, fund/org, currency)
+    number: str
+    due_amount: Decimal  # cents, as issued
+    charge_count: int
+    is_draft: bool
+    pi_email: str
+    project_code: str
+
+
+def statements_on_record(period: BillingPeriod) -> dict[tuple, StatementOnRecord]:
+    """The period's current statements by group key: the last ones generated (draft or final,
+    sent or not); a revision replaces what it supersedes."""
+    rows = (
+        Statement.objects.filter(period=period, superseded_by__isnull=True)
+        .values_list(
+            "pi_id",
+            "project_id",
+            "fund_org",
+            "currency",
+            "number",
+            "due_amount",
+            "charge_count",
+            "is_draft",
+            "pi__email",
+            "project__code",
+        )
+        .order_by()
+    )
+    return {
+        (pi, project, fund_org, currency): StatementOnRecord(
+            (pi, project, fund_org, currency), number, due, count, draft, email, code
+        )
+        for pi, project, fund_org, currency, number, due, count, draft, email, code in rows
     }
-    projects = {
-        p["id"]: p
-        for p in Project.objects.filter(id__in={k[1] for k in groups}).values("id", "code", "name")
-    }
-    for group in groups.values():
-        pi = pis.get(group.pi_id, {})
-        project = projects.get(group.project_id, {})
-        group.pi_email, group.pi_name = pi.get("email", ""), pi.get("name", "")
-        group.project_code, group.project_name = project.get("code", ""), project.get("name", "")
-    return sorted(groups.values(), key=lambda g: g.sort_key), sources
+
+
+def statement_tie(
+    period: BillingPeriod, groups: list[StatementGroup], records: dict[tuple, StatementOnRecord]
+) -> list[str]:
+    """Why the billable charges no longer make the statements on record (empty: they do).
+
+    A group ties when its statement shows the same amount due (rounded the same way) over the
+    same number of charges. A statement whose group has no billable charge left ties only when it
+    shows 0.00 over none (a revision of a sent statement whose group vanished).
+    """
+    differ: list[str] = []
+    seen = set()
+    for group in groups:
+        seen.add(group.key)
+        record = records.get(group.key)
+        now = f"{money_text(group.due_amount)} {group.currency} over {group.charge_count}"
+        who = f"PI {group.pi_email}, project {group.project_code}, fund/org {group.fund_org!r}"
+        if record is None:
+            differ.append(f"{who}: no statement on record; the charges now make {now}")
+        elif (record.due_amount, record.charge_count) != (
+            group.due_amount,
+            group.charge_count,
+        ):
+            differ.append(
+                f"{record.number} ({who}) says {money_text(record.due_amount)} {group.currency} "
+                f"over {record.charge_count} charge(s); the charges now make {now}"
+            )
+    for key, record in sorted(records.items(), key=lambda item: item[1].number):
+        if key in seen or (not record.due_amount and not record.charge_count):
+            continue
+        differ.append(
+            f"{record.number} (PI {record.pi_email}, project {record.project_code}, fund/org "
+            f"{record.key[2]!r}) says {money_text(record.due_amount)} {record.key[3]} over "
+            f"{record.charge_count} charge(s); no billable charge of that group is left"
+        )
+    if not differ:
+        return []
+    head = (
+        f"period {period.key}: the billable charges changed since its statements were generated "
+        f"({len(differ)} statement group(s) differ); run `openchargeback generate -p "
+        f"{period.key}` and export again, so the journal equals the statements on record"
+    )
+    return [head, *differ]
 
 
 # -- general-ledger lines -----------------------------------------------------------------------
@@ -279,7 +326,7 @@ def gl_lines(
     debits: dict[str, dict[tuple, list]] = defaultdict(dict)
     credits: dict[str, dict[int, list]] = defaultdict(dict)
     for group in groups:
-        for (source_id, account), cents in group.allocation(sources).items():
+        for (source_id, account), cents in group.allocation(order=part_order(sources)).items():
             project = group.project_code if split_by_project else ""
             key = (group.fund_org, account, sources[source_id].name, project, source_id)
             count = group.part_counts[(source_id, account)]
@@ -399,7 +446,7 @@ def detail_charges(
 
 
 def _allocated(group: StatementGroup, charges: list[dict]):
-    cents = allocate_cents({c["id"]: c["billed_cost"] for c in charges}, total=group.amount_due)
+    cents = allocate_cents({c["id"]: c["billed_cost"] for c in charges}, total=group.due_amount)
     for charge in charges:
         yield group, charge, cents[charge["id"]]
 

@@ -70,8 +70,8 @@ class StatementAdmin(ReadOnlyAdmin):
     list_display = (
         "number",
         "period",
-        "pi",
-        "project",
+        "pi_email",
+        "project_code",
         "fund_org",
         "kind",
         "status",
@@ -80,7 +80,7 @@ class StatementAdmin(ReadOnlyAdmin):
         "pdf_links",
     )
     list_filter = ("period", "status", "is_draft")
-    search_fields = ("number", "pi__email", "project__code", "fund_org")
+    search_fields = ("number", "pi_email", "project_code", "fund_org")
     list_select_related = ("period", "pi", "project")
     show_full_result_count = False
     inlines = [StatementLineInline]
@@ -90,10 +90,15 @@ class StatementAdmin(ReadOnlyAdmin):
         "revision",
         "version",
         "period",
+        "pi_email",
+        "pi_name",
+        "project_code",
+        "project_name",
         "pi",
         "project",
         "fund_org",
         "currency",
+        "note",
         "is_draft",
         "status",
         "error",

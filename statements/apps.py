@@ -4,3 +4,17 @@ from django.apps import AppConfig
 class StatementsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "statements"
+
+    def ready(self):
+        from billing.services import register_finalize_check
+
+        from .selectors import period_emails_settled, period_has_statements
+
+        register_finalize_check(
+            period_has_statements,
+            "final statements have not been generated for every PI and project",
+        )
+        register_finalize_check(
+            period_emails_settled,
+            "statement emails are still waiting or being sent; let the batch finish first",
+        )

@@ -30,10 +30,11 @@ from django.db.models import Case, Count, DateTimeField, Value, When
 from django.db.models.functions import Coalesce, TruncMonth
 
 from billing.models import PI, BillingPeriod, Charge, Flag, Project
-from billing.money import ZERO, ExactSum, exact_sum, money_text, round_cents
+from billing.money import ZERO, ExactSum, exact_sum, money_text
 from billing.rounding import allocate_cents
 
-GROUP_FIELDS = ("pi_id", "project_id", "fund_org", "billing_currency")
+from .groups import GROUP_FIELDS, PartSpec, billable_charges, round_group, statement_groups
+
 REFERENCE_FIELDS = ("reference_1", "reference_2", "cost_center")
 MAX_REFERENCE_VALUES = 10
 
@@ -48,13 +49,6 @@ CATEGORY_LABELS = {
 }
 CENTS_ZERO = Decimal("0.00")
 _PERCENT_CONTEXT = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_UP)
-
-
-def billable_charges(period: BillingPeriod, pi_email: str | None = None):
-    qs = Charge.objects.filter(period=period, review_status__in=Charge.BILLABLE_STATUSES)
-    if pi_email:
-        qs = qs.filter(pi__email=pi_email.strip().lower())
-    return qs
 
 
 def section_category(charge_category: str, charge_class: str) -> str:
@@ -168,6 +162,7 @@ class StatementFigures:
     exact_billed: Decimal = ZERO
     exact_list: Decimal = ZERO
     charge_count: int = 0
+    note: str = ""  # a 0.00 revision's reason, printed on its PDF
 
     @property
     def key(self) -> tuple[int, int, str, str]:
@@ -209,6 +204,8 @@ class StatementFigures:
                 for s in self.sections
             ],
         }
+        if self.note:  # only when set: hashes of statements without a note stay as they were
+            data["note"] = self.note
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -218,8 +215,7 @@ def _allocate(figures: StatementFigures) -> None:
     figures.exact_billed = exact_sum(s.exact_billed for s in figures.sections)
     figures.exact_list = exact_sum(s.exact_list for s in figures.sections)
     figures.charge_count = sum(s.charge_count for s in figures.sections)
-    figures.due_amount = round_cents(figures.exact_billed)
-    figures.list_amount = round_cents(figures.exact_list)
+    figures.due_amount, figures.list_amount = round_group(figures.exact_billed, figures.exact_list)
     index = range(len(figures.sections))
     dues = allocate_cents({i: figures.sections[i].exact_billed for i in index}, figures.due_amount)
     lists = allocate_cents({i: figures.sections[i].exact_list for i in index}, figures.list_amount)
@@ -373,25 +369,12 @@ def _attach_references(charges, groups: dict[tuple, StatementFigures]) -> None:
 def group_totals(period: BillingPeriod, *, pi_email: str | None = None) -> dict[tuple, dict]:
     """Per group key (pi_id, project_id, fund_org, currency): rounded list, due and count.
 
-    The cheap form of `statement_figures` (one GROUP BY, no lines), for checks.
+    The cheap form of `statement_figures` (one GROUP BY, no lines), for checks; a view of
+    statements.groups.statement_groups.
     """
-    rows = (
-        billable_charges(period, pi_email)
-        .values(*GROUP_FIELDS)
-        .annotate(
-            billed=ExactSum("billed_cost"),
-            listed=ExactSum(Coalesce("list_cost", "billed_cost")),
-            n=Count("id"),
-        )
-        .order_by()
-    )
     return {
-        (r["pi_id"], r["project_id"], r["fund_org"], r["billing_currency"]): {
-            "list": round_cents(r["listed"] or ZERO),
-            "due": round_cents(r["billed"] or ZERO),
-            "charges": r["n"],
-        }
-        for r in rows
+        key: {"list": g.list_amount, "due": g.due_amount, "charges": g.charge_count}
+        for key, g in statement_groups(period, pi_email=pi_email).items()
     }
 
 
@@ -400,21 +383,13 @@ def statement_breakdown(
 ) -> dict[tuple, dict[tuple, Decimal]]:
     """Each group's rounded amount due allocated over the values of charge `fields`.
 
-    For the journal: `statement_breakdown(period, ["source_id"])` gives, per statement group,
-    the cents of its amount due by source; they add up to the statement's amount due exactly,
-    so journal debits tie to statements to the cent.
+    `statement_breakdown(period, ["source_id"])` gives, per statement group, the cents of its
+    amount due by source; they add up to the statement's amount due exactly. A view of
+    statements.groups.statement_groups with parts.
     """
-    rows = (
-        billable_charges(period, pi_email)
-        .values(*GROUP_FIELDS, *fields)
-        .annotate(billed=ExactSum("billed_cost"))
-        .order_by(*GROUP_FIELDS, *fields)
-    )
-    parts: dict[tuple, dict[tuple, Decimal]] = defaultdict(dict)
-    for row in rows.iterator(chunk_size=5000):
-        key = tuple(row[f] for f in GROUP_FIELDS)
-        parts[key][tuple(row[f] for f in fields)] = row["billed"] or ZERO
-    return {key: allocate_cents(values) for key, values in parts.items()}
+    spec = PartSpec(values={f: f for f in fields}, key=lambda row: tuple(row[f] for f in fields))
+    groups = statement_groups(period, pi_email=pi_email, parts=spec, with_list=False)
+    return {key: g.allocation() for key, g in groups.items()}
 
 
 def excluded_summary(period: BillingPeriod, *, pi_email: str | None = None) -> dict:

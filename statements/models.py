@@ -2,8 +2,8 @@
 
 Amounts are `MoneyField`s. A statement's totals are rounded to the cent once (billing.rounding);
 its lines are allocated from those totals, so they add up to them. Statuses change only through
-statements/services.py and statements/tasks.py, each change with its audit event where a person
-or a batch decided it.
+statements/services/ by the transitions statements/lifecycle.py declares, each change with its
+audit event where a person or a batch decided it.
 """
 
 from __future__ import annotations
@@ -73,6 +73,14 @@ class Statement(models.Model):
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="statements")
     fund_org = models.TextField()
     currency = models.CharField(max_length=3)
+    # What the statement prints, copied at generation: renaming a PI or a project later never
+    # changes an issued statement (the PDF, the portal, the admin and the email read these).
+    pi_email = models.EmailField("PI email (as printed)", blank=True)
+    pi_name = models.CharField("PI name (as printed)", max_length=200, blank=True)
+    project_code = models.CharField("project (as printed)", max_length=200, blank=True)
+    project_name = models.TextField("project name (as printed)", blank=True)
+    # Why a revision shows 0.00 ("charges moved to statement ST-…"); printed on its PDF.
+    note = models.TextField(blank=True)
     number = models.CharField(max_length=40, unique=True)
     base_number = models.CharField(max_length=32, db_index=True)
     revision = models.PositiveIntegerField(default=0)  # 0: original; n: n-th revision after sending
@@ -126,6 +134,12 @@ class Statement(models.Model):
                 condition=Q(status__in=["rendering", "ready", "queued", "sent", "failed"]),
                 name="statement_status_valid",
             ),
+            # Only a statement that was (or may have been) mailed is superseded: an unsent one
+            # is replaced in place. So a superseded row is always kept with its sent_at.
+            models.CheckConstraint(
+                condition=Q(superseded_by__isnull=True) | Q(sent_at__isnull=False),
+                name="statement_superseded_was_sent",
+            ),
         ]
 
     def __str__(self):
@@ -134,6 +148,23 @@ class Statement(models.Model):
     @property
     def is_current(self) -> bool:
         return self.superseded_by_id is None
+
+    def printed(self) -> dict[str, str]:
+        """PI and project as the statement prints them: its snapshot (taken at generation),
+        or the linked rows for a statement made before snapshots existed."""
+        if self.pi_email:
+            return {
+                "pi_email": self.pi_email,
+                "pi_name": self.pi_name,
+                "project_code": self.project_code,
+                "project_name": self.project_name,
+            }
+        return {
+            "pi_email": self.pi.email,
+            "pi_name": self.pi.name,
+            "project_code": self.project.code,
+            "project_name": self.project.name,
+        }
 
 
 class StatementLine(models.Model):

@@ -75,6 +75,7 @@ class PdfData:
     is_draft: bool = False
     revision: int = 0
     supersedes: str = ""
+    note: str = ""  # why a revision shows 0.00 ("charges moved to statement ST-…")
 
     @property
     def discount_amount(self) -> Decimal:
@@ -536,7 +537,10 @@ def render_pdf(data: PdfData) -> bytes:
         bottomPadding=0,
     )
     doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPage=_on_page(data))])
-    story = _header(data) + _summary(data) + _service_table(data) + _detail_table(data)
+    story = _header(data) + _summary(data)
+    if data.note:
+        story.append(TextBlock([(BOLD, 9, 12, colors.black, data.note)], space_before=6))
+    story += _service_table(data) + _detail_table(data)
     contact = (
         f"Questions about this statement? Contact {data.contact_email}."
         if data.contact_email

@@ -96,10 +96,8 @@ def statement_pdf_data(statement: Statement, snapshot: dict | None = None, lines
         period_key=statement.period.key,
         issued_on=statement.issued_on,
         currency=statement.currency,
-        pi_email=statement.pi.email,
-        pi_name=statement.pi.name,
-        project_code=statement.project.code,
-        project_name=statement.project.name,
+        **statement.printed(),
+        note=statement.note,
         fund_org=statement.fund_org,
         references=references,
         list_amount=statement.list_amount,
@@ -132,6 +130,17 @@ def period_has_statements(period: BillingPeriod) -> bool:
         if s.due_amount != totals["due"] or s.list_amount != totals["list"]:
             return False
     return True
+
+
+def period_emails_settled(period: BillingPeriod) -> bool:
+    """True when no statement email of the period is pending, queued or sending (the finalize
+    check: a finalized period's statements must not change under a send in flight)."""
+    live = [
+        StatementEmail.Status.PENDING,
+        StatementEmail.Status.QUEUED,
+        StatementEmail.Status.SENDING,
+    ]
+    return not StatementEmail.objects.filter(run__period=period, status__in=live).exists()
 
 
 def period_status(period: BillingPeriod, *, check_complete: bool = False) -> dict:

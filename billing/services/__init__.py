@@ -16,6 +16,7 @@ from .periods import (
     period_get_or_create,
     period_open,
     period_writable,
+    register_finalize_check,
 )
 from .review import (
     ReviewError,
@@ -44,4 +45,5 @@ __all__ = [
     "period_get_or_create",
     "period_open",
     "period_writable",
+    "register_finalize_check",
 ]

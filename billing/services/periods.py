@@ -11,6 +11,8 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -58,22 +60,16 @@ def _finalize_blockers(period: BillingPeriod) -> list[str]:
     return blockers
 
 
-def _statements_exist(period: BillingPeriod) -> bool:
-    from statements.selectors import period_has_statements  # statements builds on billing
-
-    return period_has_statements(period)
-
-
-def _journal_exists(period: BillingPeriod) -> bool:
-    from journals.selectors import period_has_journal  # journals build on billing
-
-    return period_has_journal(period)
+# Checks the apps built on billing add (statements, journals) from their AppConfig.ready():
+# billing never imports them. Each is (check(period) -> True when it may be finalized, message).
+_FINALIZE_CHECKS: list[tuple[Callable[[BillingPeriod], bool], str]] = []
 
 
-_FINALIZE_CHECKS = [
-    (_statements_exist, "final statements have not been generated for every PI and project"),
-    (_journal_exists, "no general-ledger journal has been exported"),
-]
+def register_finalize_check(check: Callable[[BillingPeriod], bool], message: str) -> None:
+    """Refuse `period_finalize` while `check(period)` is False, saying `message`. Idempotent
+    (registering the same check twice keeps one), so a reloaded AppConfig adds nothing."""
+    if all(existing is not check for existing, _ in _FINALIZE_CHECKS):
+        _FINALIZE_CHECKS.append((check, message))
 
 
 @transaction.atomic

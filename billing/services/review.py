@@ -6,8 +6,10 @@ Invariants:
 - A decision covers one period; a selection spanning periods makes one decision per period.
 - A finalized period refuses every decision; a rejected charge returns to the queue only while
   its period is open.
-- Approval bills a charge as it is attributed, so it needs a PI, a project and a fund/org:
-  charges without them are left flagged and counted as skipped (reassign them first).
+- Approval means "bill it as it is": a flagged charge with no PI, project or fund/org, or whose
+  fund/org fails the configured patterns, can't be billed as it is. An approval whose selection
+  holds one is refused as a whole, naming how many and saying to reassign them first: the
+  reviewer confirmed a count and an amount, and billing part of it would bill something else.
 - Rejection is a disposition with a note, never a delete.
 - Work is set-based (INSERT … SELECT, UPDATE … WHERE), never per charge in Python, so 100,000
   charges take seconds.
@@ -20,6 +22,7 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
+from django.db.models.lookups import Exact
 
 from accounts.services import actor_name, audit_record
 
@@ -35,6 +38,7 @@ Status = Charge.ReviewStatus
 # Flags that come from attribution, recomputed when a reviewer reassigns it.
 ATTRIBUTION_FLAGS = Flag.NO_PI | Flag.NO_PROJECT | Flag.NO_FUND_ORG | Flag.FUND_ORG_PATTERN
 ATTRIBUTED = Q(pi__isnull=False, project__isnull=False) & ~Q(fund_org="")
+PATTERN_OK = Q(Exact(F("flags").bitand(int(Flag.FUND_ORG_PATTERN)), 0))
 
 
 class ReviewError(Exception):
@@ -166,22 +170,66 @@ def _decide(
     return result
 
 
+def _unbillable_as_is(charges: QuerySet, config: BillingConfig | None) -> dict[str, int]:
+    """Flagged charges of the selection that can't be billed as they are, counted by reason.
+
+    The flags say what the importer (or the last reassignment) found; with `config`, a fund/org
+    that fails today's patterns counts too, so a pattern added after the import is honoured.
+    """
+    flagged = charges.filter(review_status=Status.FLAGGED).order_by()
+    counts = {
+        "no PI, project or fund/org": flagged.exclude(ATTRIBUTED).count(),
+    }
+    attributed = flagged.filter(ATTRIBUTED)
+    failing = attributed.exclude(PATTERN_OK)
+    if config is not None and config.fund_org_patterns:
+        fund_orgs = attributed.values_list("fund_org", flat=True).distinct()
+        bad = [f for f in fund_orgs if not any(p.fullmatch(f) for p in config.fund_org_patterns)]
+        failing = attributed.filter(~PATTERN_OK | Q(fund_org__in=bad))
+    counts["a fund/org that fails the configured patterns"] = failing.count()
+    return {why: n for why, n in counts.items() if n}
+
+
 @transaction.atomic
 def charge_approve(
-    *, charges: QuerySet, acting_user=None, actor: str = "", note: str = ""
+    *,
+    charges: QuerySet,
+    acting_user=None,
+    actor: str = "",
+    note: str = "",
+    config: BillingConfig | None = None,
 ) -> ReviewResult:
-    """Flagged → approved (billable), for the attributed charges of the selection."""
+    """Flagged → approved (billable): every flagged charge of the selection, or none.
+
+    Refused as a whole (a ReviewError, nothing written) when a flagged charge of the selection
+    can't be billed as it is; charges that aren't flagged are left as they were and counted.
+    """
+    # Lock the selection's periods first (as each decision does), so the check below sees what
+    # the approval will change: a concurrent import or reassignment waits for this decision.
+    period_ids = charges.order_by().values_list("period_id", flat=True).distinct()
+    for period_id in sorted(set(period_ids)):
+        period_writable(period_id, what="be reviewed")
+    unbillable = _unbillable_as_is(charges, config)
+    if unbillable:
+        total = sum(unbillable.values())
+        reasons = "; ".join(f"{n:,} with {why}" for why, n in unbillable.items())
+        raise ReviewError(
+            f"nothing was approved: {total:,} of the selected charge(s) can't be billed as "
+            f"they are ({reasons}). Reassign them first (PI, project, fund/org), or leave them "
+            "out of the selection."
+        )
     result = _decide(
         action=ReviewDecision.Action.APPROVE,
         charges=charges,
-        eligible=Q(review_status=Status.FLAGGED) & ATTRIBUTED,
+        # Belt and braces under the check above: an unbillable charge is never approved.
+        eligible=Q(review_status=Status.FLAGGED) & ATTRIBUTED & PATTERN_OK,
         new_status=Status.APPROVED,
         acting_user=acting_user,
         actor=actor,
         note=note,
     )
     if result.skipped:
-        result.skipped_why = "not flagged, or no PI, project or fund/org (reassign first)"
+        result.skipped_why = "not flagged"
     return result
 
 

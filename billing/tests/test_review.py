@@ -36,6 +36,36 @@ BAD_FUND = json.dumps(
 
 
 @pytest.fixture
+def config_path(tmp_path):
+    """The example configuration, with a flag pattern: rows whose resource id starts "odd-" are
+    flagged for review although fully attributed, so they can be approved as they are."""
+    from .conftest import EXAMPLE_CONFIG
+
+    text = EXAMPLE_CONFIG.read_text(encoding="utf-8")
+    assert "  flag_patterns: []\n" in text
+    path = tmp_path / "config.yaml"
+    path.write_text(text.replace("  flag_patterns: []\n", "  flag_patterns: ['^odd-']\n"))
+    return str(path)
+
+
+@pytest.fixture
+def odd(month, ingest, write_focus):
+    """Two more flagged charges in 2025-01, attributed and matching a flag pattern: approvable."""
+    ingest(
+        write_focus(
+            [
+                {"BilledCost": "1.005", "ResourceId": "odd-1", "Tags": GOOD_TAGS},
+                {"BilledCost": "2.0000000001", "ResourceId": "odd-2", "Tags": GOOD_TAGS},
+            ],
+            name="odd.csv",
+        ),
+        source="aws",
+        extra=("--append",),
+    )
+    return month
+
+
+@pytest.fixture
 def month(ingest, write_focus):
     """2025-01: one clean charge, two flagged with full attribution (fund/org fails the
     pattern), one flagged with no tags at all (no PI, project or fund/org)."""
@@ -66,33 +96,70 @@ def billable(period) -> D:
     return D(period_summary(period)["totals"]["USD"]["billable"])
 
 
-def test_flagged_charges_are_not_billable_until_approved(month):
-    assert charge("bad-fund-1").review_status == "flagged"
-    assert charge("untagged").flags == Flag.NO_PI | Flag.NO_PROJECT | Flag.NO_FUND_ORG
-    assert billable(month) == D("10.00")
+def test_flagged_charges_are_not_billable_until_approved(odd):
+    assert charge("odd-1").review_status == "flagged"
+    assert Flag(charge("odd-1").flags) == Flag.PATTERN_MATCH
+    assert billable(odd) == D("10.00")
 
-    result = charge_approve(charges=Charge.objects.filter(period=month))
+    result = charge_approve(charges=Charge.objects.filter(resource_id__startswith="odd-"))
 
     assert result.count == 2
     assert result.billed == {"USD": "3.0050000001"}
-    # The untagged charge can't be billed to nobody: it stays flagged, counted as skipped.
-    assert result.skipped == 2  # the clean charge and the untagged one
-    assert charge("untagged").review_status == "flagged"
-    assert charge("bad-fund-1").review_status == "approved"
-    assert billable(month) == D("13.0050000001")
+    assert charge("odd-1").review_status == "approved"
+    assert billable(odd) == D("13.0050000001")
 
 
-def test_a_decision_is_recorded_on_each_charge_and_audited(month):
-    result = charge_approve(charges=Charge.objects.filter(resource_id__startswith="bad-fund"))
+def test_approving_what_cant_be_billed_as_it_is_is_refused_as_a_whole(odd, config):
+    """A fund/org failing the pattern, or no PI/project/fund/org: reassign first. The reviewer
+    confirmed a count and an amount; billing part of it would bill something else."""
+    assert Flag(charge("bad-fund-1").flags) == Flag.FUND_ORG_PATTERN
+    before = sorted(Charge.objects.values_list("resource_id", "review_status"))
+
+    with pytest.raises(ReviewError) as refused:
+        charge_approve(charges=Charge.objects.filter(period=odd))
+    message = str(refused.value)
+    assert "nothing was approved: 3 of the selected charge(s)" in message
+    assert "1 with no PI, project or fund/org" in message
+    assert "2 with a fund/org that fails the configured patterns" in message
+    assert "Reassign them first" in message
+    for picked in ("bad-fund-1", "untagged"):
+        with pytest.raises(ReviewError, match="1 of the selected"):
+            charge_approve(charges=Charge.objects.filter(resource_id=picked), config=config)
+
+    assert sorted(Charge.objects.values_list("resource_id", "review_status")) == before
+    assert not ReviewDecision.objects.exists()
+    assert not AuditEvent.objects.filter(action="charge.approve").exists()
+    assert billable(odd) == D("10.00")
+
+    # Reassigned to a fund that passes, they are clean and billable without an approval.
+    charge_reassign(
+        charges=Charge.objects.filter(resource_id__startswith="bad-fund"),
+        config=config,
+        fund_org="ENG-42",
+    )
+    assert charge("bad-fund-2").review_status == "clean"
+
+
+def test_approval_checks_the_fund_org_against_todays_patterns(odd, config):
+    """A pattern tightened after the import: the charge's flags don't say so, the config does."""
+    import dataclasses
+    import re
+
+    stricter = dataclasses.replace(config, fund_org_patterns=(re.compile(r"^ENG-\d+$"),))
+    odd_ones = Charge.objects.filter(resource_id__startswith="odd-")
+    with pytest.raises(ReviewError, match="2 with a fund/org that fails"):
+        charge_approve(charges=odd_ones, config=stricter)
+    assert charge_approve(charges=odd_ones, config=config).count == 2
+
+
+def test_a_decision_is_recorded_on_each_charge_and_audited(odd):
+    result = charge_approve(charges=Charge.objects.filter(resource_id__startswith="odd-"))
 
     decision = ReviewDecision.objects.get()
     assert result.decisions == [decision]
     assert decision.charge_count == 2
-    assert set(decision.charges.values_list("resource_id", flat=True)) == {
-        "bad-fund-1",
-        "bad-fund-2",
-    }
-    assert list(charge("bad-fund-1").decisions.all()) == [decision]
+    assert set(decision.charges.values_list("resource_id", flat=True)) == {"odd-1", "odd-2"}
+    assert list(charge("odd-1").decisions.all()) == [decision]
     event = AuditEvent.objects.get(action="charge.approve")
     assert event.details["charges"] == 2
     assert event.details["billed"] == {"USD": "3.0050000001"}
@@ -208,19 +275,121 @@ def test_review_list_by_reason(month, run_json):
     assert [r["billed"] for r in rows] == ["7.25"]
 
 
-def test_review_approve_by_period_and_reason(month, run):
-    out = run("review", "approve", "-p", "2025-01", "--reason", "fund_org_pattern")
+def test_review_approve_by_period_and_reason(odd, run):
+    out = run("review", "approve", "-p", "2025-01", "--reason", "pattern_match")
     assert "Approved 2 charge(s): USD 3.0050000001." in out
     assert charge("untagged").review_status == "flagged"
 
 
-def test_review_approve_by_id_and_reject_by_id(month, run):
-    one = charge("bad-fund-1").pk
+def test_review_approve_refuses_a_fund_org_failing_the_pattern(odd, run):
+    with pytest.raises(CommandError, match="2 of the selected charge.*Reassign them first"):
+        run("review", "approve", "-p", "2025-01", "--reason", "fund_org_pattern")
+    with pytest.raises(CommandError, match="nothing was approved: 3 of the selected"):
+        run("review", "approve", "-p", "2025-01")
+    with pytest.raises(CommandError, match="1 with no PI"):
+        run("review", "approve", "--id", charge("untagged").pk)
+    assert not ReviewDecision.objects.exists()
+    assert charge("bad-fund-1").review_status == "flagged"
+
+
+def test_review_approve_by_id_and_reject_by_id(odd, run):
+    one = charge("odd-1").pk
     two = charge("bad-fund-2").pk
     run("review", "approve", "--id", one)
     run("review", "reject", "--id", two, "--note", "not ours")
-    assert charge("bad-fund-1").review_status == "approved"
+    assert charge("odd-1").review_status == "approved"
     assert charge("bad-fund-2").review_status == "rejected"
+
+
+def test_review_reassign_by_id_is_audited_like_the_admin(month, run, run_json):
+    untagged = charge("untagged").pk
+    out = run(
+        "review",
+        "reassign",
+        "--id",
+        untagged,
+        "--pi",
+        "Grace@Example.edu",
+        "--project",
+        "compilers",
+        "--fund-org",
+        "CS-1952",
+        "--save-mapping",
+        "--note",
+        "lab moved",
+    )
+    assert "Reassigned 1 charge(s): USD 7.25." in out
+    assert "Saved the account-map entry for acct-9." in out
+    fixed = charge("untagged")
+    assert (fixed.pi.email, fixed.project.code, fixed.fund_org) == (
+        "grace@example.edu",
+        "compilers",
+        "CS-1952",
+    )
+    assert fixed.review_status == "clean"
+    decision = ReviewDecision.objects.get(action="reassign")
+    assert decision.note == "lab moved"
+    assert decision.attribution == {
+        "pi_email": "grace@example.edu",
+        "project_id": "compilers",
+        "fund_org": "CS-1952",
+    }
+    event = AuditEvent.objects.get(action="charge.reassign")
+    assert event.reason == "lab moved" and event.details["charges"] == 1
+    assert event.actor.endswith("@cli")
+    assert AccountMapping.objects.get(account_id="acct-9").fund_org == "CS-1952"
+
+
+def test_review_reassign_by_period_and_reason_touches_the_queue_only(odd, run_json):
+    result = run_json(
+        "review",
+        "reassign",
+        "-p",
+        "2025-01",
+        "--reason",
+        "fund_org_pattern",
+        "--fund-org",
+        "ENG-42",
+    )
+    assert result["count"] == 2 and result["billed"] == {"USD": "3.0050000001"}
+    assert result["account_mapping"] is None
+    assert {charge("bad-fund-1").fund_org, charge("bad-fund-2").fund_org} == {"ENG-42"}
+    assert charge("bad-fund-1").review_status == "clean"
+    # Without --reason, the month's queue: never its clean or approved charges.
+    run_json("review", "reassign", "-p", "2025-01", "--fund-org", "OPS-7")
+    assert charge("clean").fund_org == "MATH-1843"
+    assert charge("untagged").fund_org == "OPS-7"
+    assert charge("odd-1").fund_org == "OPS-7"
+
+
+def test_review_reassign_refusals_change_nothing(month, run, config_path):
+    with pytest.raises(CommandError, match="does not match the configured patterns"):
+        run(
+            "review",
+            "reassign",
+            "-c",
+            config_path,
+            "--id",
+            charge("untagged").pk,
+            "--fund-org",
+            "lowercase",
+        )
+    with pytest.raises(CommandError, match="at least one of"):
+        run("review", "reassign", "-c", config_path, "--id", charge("untagged").pk)
+    with pytest.raises(CommandError, match="one source and one account"):
+        run(
+            "review",
+            "reassign",
+            "-c",
+            config_path,
+            "-p",
+            "2025-01",
+            "--fund-org",
+            "ENG-1",
+            "--save-mapping",
+        )
+    assert not ReviewDecision.objects.exists()
+    assert charge("untagged").fund_org == ""
 
 
 def test_review_reject_without_note_is_an_error(month, run):
@@ -236,15 +405,15 @@ def test_review_unknown_id_and_missing_selection(month, run):
 
 
 def test_show_pi(month, run_json, run):
-    charge_approve(charges=Charge.objects.filter(resource_id="bad-fund-1"))
+    charge_reject(charges=Charge.objects.filter(resource_id="bad-fund-1"), note="dup")
     data = run_json("show", "ADA@example.edu", "-p", "2025-01")
 
     by_fund = {p["fund_org"]: p for p in data["projects"]}
     assert by_fund["MATH-1843"]["billable"] == "10.00"
-    assert by_fund["not a fund"]["billable"] == "1.005"
+    assert by_fund["not a fund"]["billable"] == "0"
     assert by_fund["not a fund"]["flagged"] == 1
     assert by_fund["not a fund"]["flagged_billed"] == "2.0000000001"
-    assert data["totals"]["USD"] == {"billable": "11.005", "flagged_billed": "2.0000000001"}
+    assert data["totals"]["USD"] == {"billable": "10.00", "flagged_billed": "2.0000000001"}
     assert "engines" in run("show", "ada@example.edu", "-p", "2025-01")
 
 
@@ -271,16 +440,16 @@ def test_queue_shows_flagged_charges_and_totals_per_reason(month, admin_client):
     assert b"clean" not in page.content.split(b"result_list")[1]  # clean charges aren't queued
 
 
-def test_admin_approve_all_matching_filter_confirms_then_approves(month, admin_client):
-    url = f"{QUEUE_URL}?reason=fund_org_pattern"
-    first = charge("bad-fund-1").pk
+def test_admin_approve_all_matching_filter_confirms_then_approves(odd, admin_client):
+    url = f"{QUEUE_URL}?reason=pattern_match"
+    first = charge("odd-1").pk
     confirm = admin_client.post(
         url, {"action": "approve", "select_across": "1", ACTION_CHECKBOX_NAME: [first]}
     )
     assert confirm.status_code == 200
     assert confirm.context["summary"]["count"] == 2  # everything matching, not just the page
     assert b"3.01" in confirm.content
-    assert charge("bad-fund-1").review_status == "flagged"  # nothing yet
+    assert charge("odd-1").review_status == "flagged"  # nothing yet
 
     done = admin_client.post(
         url,
@@ -288,8 +457,26 @@ def test_admin_approve_all_matching_filter_confirms_then_approves(month, admin_c
         follow=True,
     )
     assert done.status_code == 200
-    assert charge("bad-fund-2").review_status == "approved"
+    assert charge("odd-2").review_status == "approved"
     assert ReviewDecision.objects.get().acting_user.username == "boss"
+
+
+def test_admin_approve_of_a_failing_fund_org_is_a_message_not_a_500(odd, admin_client):
+    picked = [charge("bad-fund-1").pk, charge("odd-1").pk]
+    done = admin_client.post(
+        QUEUE_URL,
+        {"action": "approve", ACTION_CHECKBOX_NAME: picked, "post": "yes"},
+        follow=True,
+    )
+    assert done.status_code == 200
+    shown = [str(m) for m in done.context["messages"]]
+    assert any(
+        "nothing was approved: 1 of the selected charge(s)" in m and "Reassign them first" in m
+        for m in shown
+    ), shown
+    assert charge("odd-1").review_status == "flagged"  # refused as a whole
+    assert charge("bad-fund-1").review_status == "flagged"
+    assert not ReviewDecision.objects.exists()
 
 
 def test_admin_reject_requires_a_note(month, admin_client):
@@ -405,8 +592,9 @@ def test_pages_in_and_beyond_the_counted_head_hold_the_right_charges(
 
 @pytest.mark.django_db(transaction=True)
 def test_period_figures_are_cached_until_a_decision_or_import_changes_them(
-    ingest, write_focus, django_assert_max_num_queries
+    ingest, write_focus, django_assert_max_num_queries, config_path
 ):
+    from billing.config import load_config
     from billing.selectors import period_summary
 
     ingest(
@@ -424,7 +612,11 @@ def test_period_figures_are_cached_until_a_decision_or_import_changes_them(
         assert period_summary(period) == first
     assert first["totals"]["USD"]["billable"] == "2.50"
 
-    charge_approve(charges=Charge.objects.filter(resource_id="a"))
+    charge_reassign(
+        charges=Charge.objects.filter(resource_id="a"),
+        config=load_config(config_path),
+        fund_org="ENG-1",
+    )
     assert period_summary(period)["totals"]["USD"]["billable"] == "3.75"
 
     ingest(
@@ -436,7 +628,7 @@ def test_period_figures_are_cached_until_a_decision_or_import_changes_them(
 def test_a_restated_delivery_replaces_reviewed_charges_and_keeps_the_decision(
     month, ingest, write_focus
 ):
-    charge_approve(charges=Charge.objects.filter(resource_id="bad-fund-1"))
+    charge_reject(charges=Charge.objects.filter(resource_id="bad-fund-1"), note="dup")
     decision = ReviewDecision.objects.get()
     # The source restates the month: the approved row's cost changed, the rest are identical.
     receipt = ingest(
@@ -485,3 +677,20 @@ def test_receipt_counts_flagged_rows_by_reason(ingest, write_focus):
         "no_pi": 1,
         "no_project": 1,
     }
+
+
+def test_approval_never_bills_an_unbillable_charge_even_past_the_check(odd, monkeypatch):
+    """Belt and braces: were the refusal ever skipped, the approving UPDATE itself still leaves
+    out every charge that can't be billed as it is."""
+    from billing.services import review
+
+    monkeypatch.setattr(review, "_unbillable_as_is", lambda charges, config: {})
+    result = charge_approve(charges=Charge.objects.filter(period=odd))
+
+    assert result.count == 2  # odd-1 and odd-2 only
+    assert {c.resource_id for c in Charge.objects.filter(review_status="approved")} == {
+        "odd-1",
+        "odd-2",
+    }
+    assert charge("bad-fund-1").review_status == "flagged"
+    assert charge("untagged").review_status == "flagged"

@@ -18,11 +18,15 @@ from billing.models import PI, BillingPeriod, Charge
 from billing.money import ZERO, ExactSum, exact_sum, round_cents
 from billing.rounding import allocate_cents
 from statements.figures import percent_text
+from statements.groups import PartSpec, statement_groups
 from statements.models import Statement
 
 from .access import visible_statements
 
 UNDER_REVIEW = "under review"
+BY_SERVICE = PartSpec(
+    values={"service": "service_name"}, key=lambda row: row["service"] or "(no service)"
+)
 BILLABLE = "billable"
 
 
@@ -89,6 +93,7 @@ class OpenGroup:
     fund_org: str
     currency: str
     rows: list[OpenRow] = field(default_factory=list)
+    key: tuple = ()  # the statement group: (pi_id, project_id, fund_org, currency)
     billable_list: Decimal = ZERO
     billable_due: Decimal = ZERO
     review_list: Decimal = ZERO
@@ -166,6 +171,7 @@ def open_month(pi: PI) -> list[OpenPeriod]:
                 project=r["project__code"] or "(no project)",
                 fund_org=r["fund_org"],
                 currency=r["billing_currency"],
+                key=(pi.pk, *key[1:]),
             ),
         )
         state = UNDER_REVIEW if flagged else BILLABLE
@@ -191,11 +197,19 @@ def open_month(pi: PI) -> list[OpenPeriod]:
         if not groups:
             continue
         under_review = 0
+        # Billable figures come from the statement groups (statements/groups.py): the same
+        # rounding and allocation as the statement this group will get.
+        figures = statement_groups(period, pi_email=pi.email, parts=BY_SERVICE)
         for g in groups:
             g.rows.sort(key=lambda r: (r.state != BILLABLE, r.service.lower()))
             billable_rows = [r for r in g.rows if r.state == BILLABLE]
             review_rows = [r for r in g.rows if r.state == UNDER_REVIEW]
-            g.billable_list, g.billable_due = _allocate(billable_rows)
+            if billable_rows:
+                stated = figures[g.key]
+                dues, lists = stated.allocation(), stated.list_allocation()
+                for r in billable_rows:
+                    r.due_amount, r.list_amount = dues[r.service], lists[r.service]
+                g.billable_list, g.billable_due = stated.list_amount, stated.due_amount
             g.review_list, g.review_due = _allocate(review_rows)
             under_review += sum(r.charges for r in review_rows)
         groups.sort(key=lambda g: (g.project, g.fund_org, g.currency))

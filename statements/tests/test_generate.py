@@ -243,3 +243,58 @@ def test_generating_while_emails_are_in_flight_is_refused(closed, generate, conf
     with pytest.raises(CommandError, match="still being sent"):
         generate()
     assert generate("--dry-run")["status"] == "dry-run"
+
+
+def _reassign(fund_org: str, **filters):
+    from billing.config import load_config
+    from billing.services import charge_reassign
+
+    charge_reassign(
+        charges=Charge.objects.filter(**filters), config=load_config(), fund_org=fund_org
+    )
+
+
+def test_regenerating_after_a_fund_moved_after_sending_never_wedges_the_month(
+    closed, generate, run, settings
+):
+    """issue 11: a sent statement, its charges moved to another fund/org, then every
+    `generate` failed with ProtectedError on Statement.superseded_by and finalize refused."""
+    sent = {s["project"]: s for s in generate("--send")["statements"]}
+    old = sent["labor-economics"]
+    old_bytes = Path(old["pdf"]).read_bytes()
+    run("periods", "open", "2025-01", "--reason", "fund moved")
+    _reassign("ECON-NEW-01", project__code="labor-economics")
+    run("periods", "close", "2025-01")
+    preview = generate("--dry-run")
+    out = generate()
+    assert out["changes"] == preview["changes"]
+    assert out["changes"] == {"new": 1, "replaced": 0, "revised": 1, "unchanged": 9, "removed": 0}
+    numbers = sorted(s["number"] for s in out["statements"])
+    assert numbers == sorted(s["number"] for s in preview["statements"])
+    zero = next(s for s in out["statements"] if s["number"] == old["number"] + "-R1")
+    moved = next(
+        s for s in out["statements"] if s["project"] == "labor-economics" and s is not zero
+    )
+    assert (zero["amount_due"], moved["amount_due"]) == ("0.00", old["amount_due"])
+    assert f"moved to statement {moved['number']}" in pdf_text(zero["pdf"])
+    again = generate()  # used to raise ProtectedError
+    assert again["changes"]["unchanged"] == 11 and not again["changes"]["removed"]
+    mailed_before = len(mailed(settings.EMAIL_FILE_PATH))
+    done = generate("--send")
+    assert done["emails"]["sent"] == 1  # one PI: the 0.00 revision and the new fund's statement
+    assert len(mailed(settings.EMAIL_FILE_PATH)) == mailed_before + 1
+    assert generate("--send")["emails"]["sent"] == 0  # nothing left to mail
+    kept = Statement.objects.get(number=old["number"])
+    assert kept.pdf_sha256 == hashlib.sha256(old_bytes).hexdigest()
+    assert Path(old["pdf"]).read_bytes() == old_bytes
+    assert period_has_statements(BillingPeriod.objects.get(key="2025-01"))
+    # The fund moves back: the revision is revised again (sent), never deleted.
+    run("periods", "open", "2025-01", "--reason", "fund moved back")
+    _reassign("ECON-DEPT-2024", project__code="labor-economics")
+    run("periods", "close", "2025-01")
+    back = generate("--send")
+    assert back["changes"]["revised"] == 2 and back["changes"]["removed"] == 0
+    current = {s["number"]: s["amount_due"] for s in back["statements"]}
+    assert current[old["number"] + "-R2"] == old["amount_due"]
+    assert current[moved["number"] + "-R1"] == "0.00"
+    assert period_has_statements(BillingPeriod.objects.get(key="2025-01"))

@@ -1,4 +1,4 @@
-"""openchargeback review list | approve | reject | return: the review queue, for cron."""
+"""openchargeback review list | approve | reject | return | reassign: the review queue, for cron."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from billing.services import (
     PeriodError,
     ReviewError,
     charge_approve,
+    charge_reassign,
     charge_reject,
     charge_return,
 )
 
 
 class Command(BillingCommand):
-    help = "List flagged charges, or approve, reject or return them to the queue."
+    help = "List flagged charges; approve, reject, return them to the queue or reassign them."
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
@@ -49,6 +50,23 @@ class Command(BillingCommand):
         self._selection(back)
         back.add_argument("--note", default="")
 
+        reassign = self.add_subcommand(
+            sub,
+            "reassign",
+            help="Set PI, project and/or fund/org on charges: by --id, or all of -p [--reason].",
+        )
+        self._selection(reassign)
+        reassign.add_argument("--pi", dest="pi_email", default="", metavar="EMAIL")
+        reassign.add_argument("--project", dest="project_id", default="", metavar="ID")
+        reassign.add_argument("--fund-org", dest="fund_org", default="", metavar="FUND_ORG")
+        reassign.add_argument(
+            "--save-mapping",
+            action="store_true",
+            help="Also save the attribution as the account-map entry of the selection's one "
+            "source and sub-account, so the next delivery is attributed automatically.",
+        )
+        reassign.add_argument("--note", default="")
+
     @staticmethod
     def _selection(parser):
         parser.add_argument("--id", dest="ids", type=int, nargs="+", metavar="N", default=[])
@@ -60,22 +78,46 @@ class Command(BillingCommand):
         if options["action"] == "list":
             return self.handle_list(options)
         charges = self.selection(options)
-        service = {"approve": charge_approve, "reject": charge_reject, "return": charge_return}[
-            options["action"]
-        ]
+        action = options["action"]
+        service = {
+            "approve": charge_approve,
+            "reject": charge_reject,
+            "return": charge_return,
+            "reassign": charge_reassign,
+        }[action]
+        kwargs = {}
+        if action in ("approve", "reassign"):
+            kwargs["config"] = self.load_config(options)
+        if action == "reassign":
+            kwargs.update(
+                {k: options[k] for k in ("pi_email", "project_id", "fund_org", "save_mapping")}
+            )
         try:
             result = service(
-                charges=charges, acting_user=self.acting_user(options), note=options["note"]
+                charges=charges,
+                acting_user=self.acting_user(options),
+                note=options["note"],
+                **kwargs,
             )
         except (ReviewError, PeriodError) as exc:
             raise CommandError(str(exc)) from None
         if options["json"]:
-            return self.print_json(result.as_dict())
+            data = result.as_dict()
+            if action == "reassign":
+                mapping = result.account_mapping
+                data["account_mapping"] = mapping.pk if mapping else None
+            return self.print_json(data)
         amounts = ", ".join(f"{c} {a}" for c, a in result.billed.items()) or "nothing"
-        verb = {"approve": "Approved", "reject": "Rejected", "return": "Returned"}[
-            options["action"]
-        ]
+        verb = {
+            "approve": "Approved",
+            "reject": "Rejected",
+            "return": "Returned",
+            "reassign": "Reassigned",
+        }[action]
         self.stdout.write(self.style.SUCCESS(f"{verb} {result.count:,} charge(s): {amounts}."))
+        if result.account_mapping is not None:
+            mapping = result.account_mapping
+            self.stdout.write(f"Saved the account-map entry for {mapping.account_id}.")
         if result.skipped:
             self.stdout.write(
                 self.style.WARNING(f"Left as they were: {result.skipped:,} ({result.skipped_why}).")
@@ -95,7 +137,10 @@ class Command(BillingCommand):
             return charges
         self.period(period)
         try:
-            return review_queryset(period_key=period, reason=reason, status="all")
+            # Reassigning by filter changes the queue (flagged charges) only, never every charge
+            # of the month; the other actions apply to the statuses they decide on.
+            status = "flagged" if options["action"] == "reassign" else "all"
+            return review_queryset(period_key=period, reason=reason, status=status)
         except ValueError as exc:
             raise CommandError(f"--reason: {exc}") from None
 

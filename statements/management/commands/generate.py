@@ -65,7 +65,7 @@ class Command(BillingCommand):
         self._print_text(data)
 
     def _wait(self, result, seconds: float) -> None:
-        from statements.services import _finish
+        from statements.services import generate_finish as _finish
 
         run = StatementRun.objects.get(pk=result.run_id)
         deadline = time.monotonic() + seconds
