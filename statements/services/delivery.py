@@ -172,10 +172,12 @@ def build_message(email: StatementEmail, attempt: int) -> EmailMultiAlternatives
     snapshot = email.run.settings_snapshot or {}
     conf = snapshot.get("email", {})
     period = email.run.period.key
-    statements = list(email.statements.select_related("project").order_by("number"))
+    statements = list(email.statements.select_related("pi", "project").order_by("number"))
     context = {
         "pi": email.pi,
-        "pi_name": email.pi.name or email.pi.email,
+        # As the statements print it (their snapshot), so a later rename changes no resend.
+        "pi_name": (statements[0].printed()["pi_name"] if statements else email.pi.name)
+        or email.to_address,
         "period": period,
         "period_label": month_label(period),
         "institution": snapshot.get("institution", ""),
