@@ -5,6 +5,8 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.http import StreamingHttpResponse
 
+from openchargeback.csvsafe import safe_cell
+
 from .models import AuditEvent, User
 
 admin.site.register(User, UserAdmin)
@@ -36,10 +38,7 @@ def _csv_cell(value) -> str:
     if value is None:
         return ""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    # Neutralise spreadsheet formulas: a leading =, +, -, @, tab or CR is made text.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
+    return safe_cell(text)  # the one formula-safe rule (openchargeback/csvsafe.py)
 
 
 @admin.register(AuditEvent)

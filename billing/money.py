@@ -73,13 +73,23 @@ def exact_sum(values) -> Decimal:
 
 
 def round_cents(value: Decimal) -> Decimal:
-    """The one rounding rule: to the cent, half up."""
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    """The one rounding rule: to the cent, half up. A value that rounds to zero is 0.00, never
+    -0.00 (Decimal keeps the sign of -0.004 through quantize; paper must not show it)."""
+    rounded = value.quantize(CENT, rounding=ROUND_HALF_UP)
+    return rounded.copy_abs() if not rounded else rounded
+
+
+def cents_text(value: Decimal, *, grouped: bool = True) -> str:
+    """An amount as printed on a statement, a page or a receipt: to the cent, half up, with
+    thousands separators unless `grouped` is false; never "-0.00"."""
+    return format(round_cents(value), ",f" if grouped else "f")
 
 
 def money_text(value: Decimal | None) -> str | None:
-    """Exact text for JSON and CSV: plain notation, never exponents."""
-    return None if value is None else format(value, "f")
+    """Exact text for JSON and CSV: plain notation, never exponents, never a negative zero."""
+    if value is None:
+        return None
+    return format(value.copy_abs() if not value else value, "f")
 
 
 def _to_decimal(value) -> Decimal | None:
