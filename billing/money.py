@@ -42,9 +42,12 @@ class MoneyParseError(ValueError):
 def parse_money(text: str) -> tuple[Decimal, str]:
     """Parse an amount's text into (Decimal, canonical text for storage).
 
-    Accepts plain decimals and E notation (`3.52E-6`); refuses NaN, infinities, thousands
-    separators, currency symbols and values outside the stored range.
+    Accepts plain decimals and E notation (`3.52E-6`) in ASCII digits; refuses NaN, infinities,
+    thousands separators, currency symbols, other scripts' digits (`１０.５０`, `١٢٣`: Decimal
+    reads them, PostgreSQL does not) and values outside the stored range.
     """
+    if isinstance(text, str) and not text.isascii():
+        raise MoneyParseError(f"not a number in ASCII digits 0-9: {text!r}")
     try:
         value = Decimal(text)
     except (decimal.InvalidOperation, TypeError, ValueError):
