@@ -199,10 +199,13 @@ class RowBuilder:
             index = fields.get(name)
             return batch.arrays[index] if index is not None else nulls
 
-        # NUL characters: PostgreSQL text can't hold them. One vectorised scan per column.
+        # NUL characters: PostgreSQL text can't hold them. A scan of each column's bytes first
+        # (numpy, ~15x cheaper than a substring search), the search only where one is found.
         headers = {index: FOCUS_HEADER.get(name, name) for name, index in fields.items()}
         headers.update({index: header for header, index in extra.items()})
         for index, column in sorted(headers.items()):
+            if not _may_hold_nul(batch.arrays[index]):
+                continue
             has_nul = pc.match_substring(batch.arrays[index], "\x00")
             if pc.any(has_nul).as_py():
                 for offset in pc.indices_nonzero(pc.fill_null(has_nul, False)).to_pylist():
@@ -533,6 +536,15 @@ class RowBuilder:
 
 def _not_json(constant: str):
     raise ValueError(f"{constant} is not JSON")
+
+
+def _may_hold_nul(array: pa.Array) -> bool:
+    """False when no byte of the column's text is zero (a sliced array's buffer may hold bytes of
+    other rows: true then only means "search")."""
+    if not pa.types.is_string(array.type):
+        return True
+    data = array.buffers()[2]
+    return data is not None and not np.frombuffer(data, np.uint8).all()
 
 
 def _unstorable(parsed) -> str:
