@@ -16,6 +16,8 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
 
+from openchargeback.csvsafe import safe_cell
+
 from .models import AuditEvent, User
 
 # Fields only a superuser may set: together they are every way to grant a privilege.
@@ -91,10 +93,7 @@ def _csv_cell(value) -> str:
     if value is None:
         return ""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    # Neutralise spreadsheet formulas: a leading =, +, -, @, tab or CR is made text.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
+    return safe_cell(text)  # the one formula-safe rule (openchargeback/csvsafe.py)
 
 
 @admin.register(AuditEvent)

@@ -17,6 +17,7 @@ from import_export.widgets import ForeignKeyWidget
 
 from accounts.models import AuditEvent
 from accounts.services import audit_record
+from openchargeback.csvsafe import neutralise, restore
 
 from .admin_pis import PIDelegateInline, PIPeriodFilter, invite_pis_action
 from .admin_review import (
@@ -229,7 +230,22 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ("code", "name")
 
 
-class AccountMappingResource(resources.ModelResource):
+class SafeResource(resources.ModelResource):
+    """Every import-export resource: exported cells are formula-safe, and a file we exported
+    imports back unchanged (openchargeback/csvsafe.py: the apostrophe is taken off again)."""
+
+    def export_field(self, field, instance, **kwargs):
+        value = super().export_field(field, instance, **kwargs)
+        return neutralise(value) if isinstance(value, str) else value
+
+    def before_import_row(self, row, **kwargs):
+        super().before_import_row(row, **kwargs)
+        for key, value in list(row.items()):
+            if isinstance(value, str):
+                row[key] = restore(value)
+
+
+class AccountMappingResource(SafeResource):
     """CSV columns: source (name, blank for any), account_id, pi_email, project_id, fund_org, …"""
 
     source = fields.Field(

@@ -29,7 +29,7 @@ from django.db.models import Count, Exists, OuterRef
 from django.utils.safestring import SafeString, mark_safe
 
 from .models import PI, BillingPeriod, Charge, Flag, Import, Project, Source
-from .money import ZERO, ExactSum, exact_sum, money_text, round_cents
+from .money import ZERO, ExactSum, cents_text, exact_sum, money_text
 from .selectors import cached_figures, data_version, period_rollup
 
 BILLABLE = {str(s) for s in Charge.BILLABLE_STATUSES}
@@ -53,7 +53,7 @@ class Amount:
 
     @property
     def display(self) -> str:
-        return format(round_cents(self.value), ",")
+        return cents_text(self.value)
 
     def __str__(self) -> str:
         return self.display

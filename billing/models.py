@@ -245,6 +245,7 @@ class Flag(enum.IntFlag):
     OTHER_PERIOD = 32
     TAGS_INVALID = 64
     CURRENCY = 128
+    DATES = 256  # BillingPeriodEnd before BillingPeriodStart, or ChargePeriodEnd before its start
 
     @property
     def code(self) -> str:
@@ -276,6 +277,7 @@ FLAG_LABELS = {
     Flag.OTHER_PERIOD: "Month other than the one imported",
     Flag.TAGS_INVALID: "Tags are not a JSON object",
     Flag.CURRENCY: "Currency other than the configured one",
+    Flag.DATES: "A period ends before it starts",
 }
 
 

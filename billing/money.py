@@ -42,9 +42,12 @@ class MoneyParseError(ValueError):
 def parse_money(text: str) -> tuple[Decimal, str]:
     """Parse an amount's text into (Decimal, canonical text for storage).
 
-    Accepts plain decimals and E notation (`3.52E-6`); refuses NaN, infinities, thousands
-    separators, currency symbols and values outside the stored range.
+    Accepts plain decimals and E notation (`3.52E-6`) in ASCII digits; refuses NaN, infinities,
+    thousands separators, currency symbols, other scripts' digits (`１０.５０`, `١٢٣`: Decimal
+    reads them, PostgreSQL does not) and values outside the stored range.
     """
+    if isinstance(text, str) and not text.isascii():
+        raise MoneyParseError(f"not a number in ASCII digits 0-9: {text!r}")
     try:
         value = Decimal(text)
     except (decimal.InvalidOperation, TypeError, ValueError):
@@ -73,13 +76,23 @@ def exact_sum(values) -> Decimal:
 
 
 def round_cents(value: Decimal) -> Decimal:
-    """The one rounding rule: to the cent, half up."""
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    """The one rounding rule: to the cent, half up. A value that rounds to zero is 0.00, never
+    -0.00 (Decimal keeps the sign of -0.004 through quantize; paper must not show it)."""
+    rounded = value.quantize(CENT, rounding=ROUND_HALF_UP)
+    return rounded.copy_abs() if not rounded else rounded
+
+
+def cents_text(value: Decimal, *, grouped: bool = True) -> str:
+    """An amount as printed on a statement, a page or a receipt: to the cent, half up, with
+    thousands separators unless `grouped` is false; never "-0.00"."""
+    return format(round_cents(value), ",f" if grouped else "f")
 
 
 def money_text(value: Decimal | None) -> str | None:
-    """Exact text for JSON and CSV: plain notation, never exponents."""
-    return None if value is None else format(value, "f")
+    """Exact text for JSON and CSV: plain notation, never exponents, never a negative zero."""
+    if value is None:
+        return None
+    return format(value.copy_abs() if not value else value, "f")
 
 
 def _to_decimal(value) -> Decimal | None:

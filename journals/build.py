@@ -27,9 +27,9 @@ from django.utils import timezone
 from billing.config import BillingConfig
 from billing.models import BillingPeriod
 from billing.money import ZERO, exact_sum, money_text
+from openchargeback.csvsafe import clean_cell
 
 from . import selectors
-from .csvsafe import clean_cell
 from .models import JournalTemplate
 from .render import (
     DEFAULT_DESCRIPTIONS,

@@ -2,7 +2,7 @@
 
 A template's layouts are Django template text, one column per line; each cell is rendered on
 its own with HTML autoescaping off and then written by the csv module, which does all quoting
-(journals/csvsafe.py). Exports are written only by journals.services.journal_export, with an
+(openchargeback/csvsafe.py). Exports are written only by journals.services.journal_export, with an
 audit event, in one transaction.
 """
 

@@ -1,7 +1,7 @@
 """Rendering a journal template's cells: the Django template language, with no HTML escaping.
 
 Each cell of a layout is its own small template (one line of the layout), rendered against a
-row's variables and then handed to the csv module (journals/csvsafe.py), which does all the
+row's variables and then handed to the csv module (openchargeback/csvsafe.py), which does all the
 quoting. Templates see only plain values (text, numbers, dicts of text), never model instances,
 so a template cannot reach into the database. Amounts are exact decimal text ("1234.50").
 

@@ -29,10 +29,10 @@ from accounts.services import actor_name, audit_record
 from billing.config import BillingConfig
 from billing.models import BillingPeriod
 from billing.money import money_text
+from openchargeback.csvsafe import SafeWriter
 
 from . import selectors
 from .build import Journal, JournalRefused, journal_build
-from .csvsafe import SafeWriter
 from .models import JournalExport, JournalTemplate
 
 __all__ = ["JournalExportResult", "JournalRefused", "journal_export"]

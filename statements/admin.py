@@ -18,6 +18,7 @@ from django.utils.html import format_html
 
 from billing.admin import register_period_action
 from billing.config import ConfigError, load_config
+from billing.money import cents_text
 
 from .models import EmailAttempt, Statement, StatementEmail, StatementLine, StatementRun
 from .selectors import period_status, run_progress
@@ -127,7 +128,7 @@ class StatementAdmin(ReadOnlyAdmin):
 
     @admin.display(description="amount due")
     def due(self, obj):
-        return f"{obj.currency} {obj.due_amount:,.2f}"
+        return f"{obj.currency} {cents_text(obj.due_amount)}"
 
     @admin.display(description="PDF")
     def pdf_links(self, obj):

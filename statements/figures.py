@@ -82,9 +82,9 @@ def percent_text(discount: Decimal, list_amount: Decimal, due: Decimal) -> str:
         pct = Decimal("99.99")
     elif pct <= 0 and discount > 0:
         pct = Decimal("0.01")
-    elif pct < 0 and discount < 0 and pct > Decimal("-0.01"):
+    elif pct <= 0 and discount < 0 and pct > Decimal("-0.01"):  # -0.00: a real surcharge
         pct = Decimal("-0.01")
-    return f"{pct:,.2f}%"
+    return f"{pct.copy_abs() if not pct else pct:,.2f}%"
 
 
 @dataclass

@@ -29,6 +29,8 @@ from reportlab.platypus import (
 )
 from reportlab.platypus.flowables import Flowable
 
+from billing.money import cents_text
+
 from .figures import Section, month_label, percent_text
 
 FONT = "Helvetica"
@@ -83,8 +85,8 @@ class PdfData:
 
 
 def money(value: Decimal) -> str:
-    """1234.5 -> '1,234.50' (exact: Decimal formatting, never float)."""
-    return f"{value:,.2f}"
+    """1234.5 -> '1,234.50' (exact: Decimal formatting, never float; -0.004 -> '0.00')."""
+    return cents_text(value)
 
 
 def quantity_text(value: Decimal | None, unit: str) -> str:

@@ -3,7 +3,12 @@
 CSV (optionally gzip-compressed) is read by pyarrow's multi-threaded streaming reader with every
 column as text, so no value is ever guessed into a float. Parquet columns of other types are
 turned into text: decimals and integers exactly, timestamps as ISO text, maps and structs as JSON.
-Empty fields and the text NULL are null.
+Empty fields and the text null in any letter case (NULL, null, Null: the FOCUS specification's
+own example files write `null`) are null.
+
+What pyarrow can't read is refused naming the line: a byte that isn't UTF-8 (Latin-1 exports), a
+row too long for the reader (over BLOCK_SIZE, usually a quote left open), a quote never closed.
+Finding the line costs a second pass over the file, made only once the file is being refused.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +29,8 @@ from pyarrow import csv as pa_csv
 
 from .errors import FileRefused
 
-NULL_TEXTS = ["", "NULL"]
+# "" and every letter case of "null" (16 spellings): pyarrow matches null texts exactly.
+NULL_TEXTS = [""] + ["".join(c) for c in itertools.product(*zip("null", "NULL", strict=True))]
 BLOCK_SIZE = 8 << 20  # bytes of CSV per batch: ~15,000 rows of a ~550-byte FOCUS export
 
 
@@ -99,7 +106,7 @@ def read_headers(path: Path) -> list[str]:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # not just a character cut at the read boundary
-            raise FileRefused(f"not UTF-8 text (byte {exc.start + 1})") from None
+            raise FileRefused(_not_utf8(path)) from None
         text = head[: exc.start].decode("utf-8-sig")
     first_line = next(csv.reader(io.StringIO(text)), [])
     if len(first_line) < 2:
@@ -132,10 +139,17 @@ def _read_csv(
             unnumbered.append(row)
         else:
             skipped.append(row.number)
-            problems.append(
-                f"line {row.number}: expected {row.expected_columns} columns, "
-                f"found {row.actual_columns}"
-            )
+            if row.text.count('"') % 2:
+                # An open quote swallows the newlines after it: the "row" runs to the end.
+                problems.append(
+                    f"line {row.number}: unterminated quote starting on line {row.number} "
+                    f"(a value opens a quote that is never closed)"
+                )
+            else:
+                problems.append(
+                    f"line {row.number}: expected {row.expected_columns} columns, "
+                    f"found {row.actual_columns}"
+                )
         return "skip"
 
     read_options = pa_csv.ReadOptions(
@@ -171,12 +185,77 @@ def _read_csv(
     except pa.ArrowInvalid as exc:
         message = str(exc)
         if "UTF8" in message or "utf8" in message.lower():
-            raise FileRefused("not UTF-8 text") from None
+            raise FileRefused(_not_utf8(path)) from None
         if "Empty CSV file" in message:
             return
+        if "straddl" in message:
+            raise FileRefused(_too_long(path, line)) from None
         raise FileRefused(f"not a readable CSV file near line {line}: {message}") from None
     except (OSError, EOFError) as exc:
         raise FileRefused(f"cannot read the file ({exc})") from None
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if file_format(path) == "csv.gz" else open(path, "rb")
+
+
+def _not_utf8(path: Path) -> str:
+    """Where the first byte that isn't UTF-8 is: "not UTF-8 text: line 3, byte 7 of the line"."""
+    line, line_start, offset, pending = 1, 0, 0, b""
+    try:
+        with _open_binary(path) as raw:
+            while chunk := raw.read(1 << 20):
+                data = pending + chunk  # a character cut at the read boundary is completed
+                try:
+                    data.decode("utf-8")
+                    pending = b""
+                except UnicodeDecodeError as exc:
+                    if exc.end == len(data) and len(data) - exc.start < 4:
+                        pending, data = data[exc.start :], data[: exc.start]
+                    else:
+                        before = data[: exc.start]
+                        if b"\n" in before:
+                            line += before.count(b"\n")
+                            line_start = offset + before.rfind(b"\n") + 1
+                        column = offset + exc.start - line_start + 1
+                        return (
+                            f"not UTF-8 text: line {line}, byte {column} of the line "
+                            f"(0x{data[exc.start]:02x}); save the file as UTF-8"
+                        )
+                if b"\n" in data:
+                    line += data.count(b"\n")
+                    line_start = offset + data.rfind(b"\n") + 1
+                offset += len(data)
+    except (OSError, EOFError):
+        pass
+    return "not UTF-8 text; save the file as UTF-8"
+
+
+def _too_long(path: Path, after_line: int) -> str:
+    """The line of the first row over BLOCK_SIZE: the csv module counts lines inside quotes."""
+    csv.field_size_limit(BLOCK_SIZE)
+    try:
+        with _open_binary(path) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+            reader = csv.reader(text)
+            while True:
+                start = reader.line_num + 1
+                try:
+                    if next(reader, None) is None:
+                        break
+                except csv.Error:
+                    return (
+                        f"line {start}: a row over {BLOCK_SIZE >> 20} MB, too long to be a "
+                        f"billing row (is a quote opened on line {start} and never closed?)"
+                    )
+    except (OSError, EOFError):
+        pass
+    finally:
+        csv.field_size_limit(131072)
+    return (
+        f"a row at or after line {after_line} is too long to read "
+        f"(over {BLOCK_SIZE >> 20} MB; is a quote left open?)"
+    )
 
 
 def _parquet_text(array: pa.Array) -> pa.Array:
@@ -216,8 +295,8 @@ def _read_parquet(path: Path) -> Iterator[Batch]:
             arrays = []
             for array in record_batch.columns:
                 text = _parquet_text(array)
-                # Parquet has real nulls; the text NULL and empty strings mean null here too.
-                is_blank = pc.or_kleene(pc.equal(text, ""), pc.equal(text, "NULL"))
+                # Parquet has real nulls; the text null (any case) and "" mean null here too.
+                is_blank = pc.or_kleene(pc.equal(text, ""), pc.equal(pc.utf8_lower(text), "null"))
                 arrays.append(pc.if_else(is_blank, pa.scalar(None, pa.string()), text))
             yield Batch(arrays=arrays, first_line=line)
             line += record_batch.num_rows

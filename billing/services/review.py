@@ -128,6 +128,9 @@ def _decide(
                 f"period {period.key} is {period.status}; reopen it to return charges to the queue"
             )
         in_period = charges.filter(period_id=period_id)
+        # Counted before the decision: the selection may be a filter on the status it changes
+        # (the queue's "flagged"), which would count the decided charges out afterwards.
+        selected = in_period.count()
         picked = in_period.filter(eligible)
         decision = ReviewDecision.objects.create(
             period=period,
@@ -139,7 +142,7 @@ def _decide(
             attribution=attribution or {},
         )
         count = _link(decision, picked, new_status)
-        result.skipped += in_period.count() - count
+        result.skipped += selected - count
         if not count:
             decision.delete()
             continue

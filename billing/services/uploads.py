@@ -277,6 +277,8 @@ def import_job_check(
         )
     except ImportRefused as exc:
         refused = exc
+    except Exception as exc:  # a defect, not the file's fault: the job must still end
+        refused = _unexpected(job_id, exc, "checked")
     finally:
         progress.close()
     with transaction.atomic():
@@ -388,11 +390,22 @@ def import_job_run(
                 )
                 folder = job_dir(job.pk)
                 transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
+    except Exception as exc:  # rolled back; the job must not stay "importing"
+        refused = _unexpected(job_id, exc, "imported")
     finally:
         progress.close()
     if refused is not None:
         return _fail(job_id, refused, acting_user)
     return ImportJob.objects.get(pk=job_id)
+
+
+def _unexpected(job_id: int, exc: Exception, stage: str) -> ImportRefused:
+    """A refusal for an error no check caught, logged with its traceback for the developers."""
+    logger.exception("upload #%s could not be %s", job_id, stage)
+    return ImportRefused(
+        f"the files could not be {stage} ({type(exc).__name__}); nothing was imported. "
+        "This is a defect: the details are in the server log."
+    )
 
 
 def _fail(job_id: int, refused: ImportRefused, acting_user) -> ImportJob:

@@ -694,3 +694,28 @@ def test_approval_never_bills_an_unbillable_charge_even_past_the_check(odd, monk
     }
     assert charge("bad-fund-1").review_status == "flagged"
     assert charge("untagged").review_status == "flagged"
+
+
+def test_rejecting_from_the_queue_counts_nothing_left_alone(month, admin_client):
+    """The queue's selection is "flagged": counted after the decision it read -1 skipped."""
+    pk = charge("bad-fund-1").pk
+    data = {"action": "reject", ACTION_CHECKBOX_NAME: [pk], "post": "yes", "note": "test account"}
+
+    page = admin_client.post(QUEUE_URL, data, follow=True)
+
+    shown = [str(m) for m in page.context["messages"]]
+    assert charge("bad-fund-1").review_status == "rejected"
+    assert any(m.startswith("Reject: 1 charge(s)") for m in shown)
+    assert not any("left as they were" in m for m in shown), shown
+
+
+def test_a_decision_on_a_status_filter_counts_what_it_skipped(month):
+    flagged = Charge.objects.filter(review_status="flagged")
+    picked = flagged.filter(resource_id__in=["bad-fund-1", "bad-fund-2"])
+
+    result = charge_reject(charges=picked, note="dup")
+
+    assert (result.count, result.skipped) == (2, 0)
+    # Approving a clean charge picked by its status: nothing to approve, one left alone.
+    result = charge_approve(charges=Charge.objects.filter(review_status="clean"))
+    assert (result.count, result.skipped) == (0, 1)

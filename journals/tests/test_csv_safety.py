@@ -8,9 +8,9 @@ import io
 
 import pytest
 
-from journals.csvsafe import SafeWriter, neutralise
 from journals.models import JournalTemplate
 from journals.services import journal_export
+from openchargeback.csvsafe import SafeWriter, neutralise
 
 from .conftest import GOOD_TAGS, read_csv, read_dicts
 

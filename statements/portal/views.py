@@ -17,12 +17,12 @@ from django.views.decorators.http import require_POST
 from billing.models import BillingPeriod, PIDelegate
 from billing.money import money_text
 from billing.services.pis import PIAccessError, pi_delegate_grant, pi_delegate_revoke
+from openchargeback.csvsafe import safe_cell
 from statements.figures import percent_text
 from statements.selectors import statement_sections
 
 from . import selectors
 from .access import get_pi, get_statement, own_pi, visible_pis
-from .csvsafe import safe_cell
 from .forms import DelegateGrantForm
 
 

@@ -141,3 +141,23 @@ def test_quantities_are_readable():
     assert quantity_text(D("1234567.5000"), "GB-Hours") == "1,234,567.5 GB-Hours"
     assert quantity_text(D("0.0004"), "Hours") == "0 Hours"
     assert quantity_text(None, "Hours") == ""
+
+
+def test_a_group_summing_to_minus_0_004_shows_0_00_never_minus(make_charges, config):
+    pi = PI.objects.create(email="zero@example.edu", name="Zed Zero")
+    project = Project.objects.create(code="zero-project")
+    make_charges(
+        [D("1.006"), D("-1.010")],
+        pi=pi,
+        project=project,
+        fund_org="ZERO-1",
+        service_name="Amazon EC2",
+    )
+
+    result = statement_generate(period_key="2025-01", config=config)
+
+    (s,) = result.statements
+    text = pdf_text(s["pdf"])
+    assert s["amount_due"] == "0.00"
+    assert "-0.00" not in text
+    assert "USD 0.00" in text
