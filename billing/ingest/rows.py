@@ -464,7 +464,7 @@ class RowBuilder:
         pi_id = self._pis.get(email)
         if pi_id is None:
             self.before_write()
-            pi_id = PI.objects.create(email=email).pk
+            pi_id = _get_or_insert(PI, email=email)
             self._pis[email] = pi_id
         return pi_id
 
@@ -472,7 +472,7 @@ class RowBuilder:
         project_id = self._projects.get(code)
         if project_id is None:
             self.before_write()
-            project_id = Project.objects.create(code=code).pk
+            project_id = _get_or_insert(Project, code=code)
             self._projects[code] = project_id
         return project_id
 
@@ -485,6 +485,17 @@ class RowBuilder:
                 self._patterns.clear()
             self._patterns[key] = hit
         return hit
+
+
+def _get_or_insert(model, **key) -> int:
+    """The id of the row with this unique key, inserting it if absent.
+
+    ON CONFLICT DO NOTHING, then a read: an import of another source creating the same PI or
+    project at the same time never makes this import fail (on PostgreSQL the insert waits for
+    the other transaction and, once it commits, the read finds its row).
+    """
+    model.objects.bulk_create([model(**key)], ignore_conflicts=True)
+    return model.objects.values_list("id", flat=True).get(**key)
 
 
 def _not_json(constant: str):
