@@ -190,6 +190,14 @@ def waits_on_a_lock(worker: Worker, timeout: float = 30.0) -> bool:
     raise AssertionError("neither finished nor waiting on a lock")
 
 
+def known_attribution() -> None:
+    """The files' PI, project and month exist already: these tests are about the charges alone
+    (creating any of them would make the second import wait on the first's new row)."""
+    PI.objects.create(email="ada@example.edu")
+    Project.objects.create(code="engines")
+    period_open(key="2025-01")
+
+
 def finish(*workers: Worker) -> None:
     for worker in workers:
         worker.join(60)
@@ -258,25 +266,28 @@ def test_an_import_that_waited_for_a_close_is_refused_naming_the_month(write_foc
 def test_the_same_file_twice_at_once_on_an_admin_source_bills_once(write_focus, hold_import):
     reached, release = hold_import
     Source.objects.create(name="lab", display_name="Lab")  # made in the admin, not the YAML
+    known_attribution()
     path = write_focus([{"BilledCost": "1.50", "ResourceId": f"r{i}"} for i in range(50)])
     first = import_on_thread("held", path, "lab")
     first.start()
     assert reached.wait(60)
     second = import_on_thread("second", path, "lab")
     second.start()
-    assert waits_on_a_lock(second), "the second import did not wait for the first"
+    waited = waits_on_a_lock(second)
     release.set()
     finish(first, second)
     assert first.error is None and second.error is None
-    assert sorted([first.result.status, second.result.status]) == ["imported", "unchanged"]
     assert Charge.objects.count() == 50
     assert billed_total() == D("75.00")
+    assert sorted([first.result.status, second.result.status]) == ["imported", "unchanged"]
+    assert waited, "the second import did not wait for the first"
 
 
 @postgres_only
 def test_two_replace_files_at_once_last_one_wins(write_focus, hold_import):
     reached, release = hold_import
     Source.objects.create(name="lab", display_name="Lab")
+    known_attribution()
     one = write_focus([{"BilledCost": "1.00", "ResourceId": f"a{i}"} for i in range(20)], "1.csv")
     two = write_focus([{"BilledCost": "2.00", "ResourceId": f"b{i}"} for i in range(30)], "2.csv")
     first = import_on_thread("held", one, "lab")
@@ -284,13 +295,14 @@ def test_two_replace_files_at_once_last_one_wins(write_focus, hold_import):
     assert reached.wait(60)
     second = import_on_thread("second", two, "lab")
     second.start()
-    assert waits_on_a_lock(second)
+    waited = waits_on_a_lock(second)
     release.set()
     finish(first, second)
     assert first.error is None and second.error is None
-    assert second.result.status == "replaced"
     assert Charge.objects.count() == 30
     assert billed_total() == D("60.00")
+    assert second.result.status == "replaced"
+    assert waited, "the second import did not wait for the first"
 
 
 @postgres_only
