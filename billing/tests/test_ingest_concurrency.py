@@ -8,6 +8,10 @@ hook) and checks, through pg_stat_activity, that the other side waits for it ins
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from decimal import Decimal
@@ -22,7 +26,7 @@ from billing.ingest.errors import ImportRefused
 from billing.models import PI, BillingPeriod, Charge, Flag, Project, Source
 from billing.services.periods import period_close, period_open
 
-from .conftest import EXAMPLE_CONFIG, billed_total
+from .conftest import EXAMPLE_CONFIG, REPO, billed_total
 
 D = Decimal
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
@@ -354,3 +358,51 @@ def test_many_imports_at_once_count_every_row_once(write_focus):
         assert billed_total(source__name=source) == expected[source]
     assert PI.objects.filter(email="shared@example.edu").count() == 1
     assert connection.vendor == "postgresql"
+
+
+# --- SQLite: one writer at a time, and a clear refusal when it waits too long -------------------
+
+
+def manage(db_path, *args, timeout="30"):
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"sqlite:///{db_path}",
+        DJANGO_DEBUG="1",
+        SQLITE_BUSY_TIMEOUT=timeout,
+    )
+    env.pop("CELERY_BROKER_URL", None)
+    return subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+
+
+def test_sqlite_import_and_close_wait_for_the_writer_then_refuse_clearly(tmp_path, write_focus):
+    db = tmp_path / "oc.sqlite3"
+    assert manage(db, "migrate", "-v", "0").returncode == 0
+    path = write_focus([{"BilledCost": "7.00"}])
+    assert manage(db, "periods", "open", "2025-01").returncode == 0
+
+    # Another writer (an import, a close) holds SQLite's writer lock for longer than the timeout.
+    holder = sqlite3.connect(db)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        imported = manage(db, "ingest", path, "-s", "aws", "-c", EXAMPLE_CONFIG, timeout="0.3")
+        closed = manage(db, "periods", "close", "2025-01", timeout="0.3")
+    finally:
+        holder.rollback()
+        holder.close()
+    for done in (imported, closed):
+        assert done.returncode == 1
+        assert "busy" in done.stderr and "Traceback" not in done.stderr
+
+    # Once the writer is gone, both go through, in order: the import lands in an open month.
+    assert manage(db, "ingest", path, "-s", "aws", "-c", EXAMPLE_CONFIG).returncode == 0
+    assert manage(db, "periods", "close", "2025-01").returncode == 0
+    refused = manage(db, "ingest", path, "-s", "aws", "-c", EXAMPLE_CONFIG)
+    assert refused.returncode == 1 and "closed" in refused.stderr
+    assert "Traceback" not in refused.stderr
