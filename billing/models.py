@@ -213,6 +213,9 @@ class Import(models.Model):
     totals = models.JSONField(default=dict)
     # Per currency, how the billed total of the affected months changed: {"USD": "-12.50"}
     billed_change = models.JSONField(default=dict)
+    # Per month, never netted across months: {"2026-01": {"rows_added": 3, "rows_removed": 1,
+    # "rows_unchanged": 9, "billed_change": {"USD": "-12.50"}}}
+    changes = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -393,12 +396,18 @@ class Charge(models.Model):
     class Meta:
         permissions = [("review_charge", "Can approve, reject and reassign charges")]
         indexes = [
-            models.Index(fields=["period", "source"], name="charge_period_source"),
             # Status first: the review queue asks for flagged charges of any period. New rows
             # append to the end of their status's range, so imports stay fast.
             models.Index(fields=["review_status", "period"], name="charge_status_period"),
         ]
         constraints = [
+            # A delivered row is one charge, whatever path wrote it: two imports of one file can
+            # never both land. It replaces the (period, source) index it starts with, so the
+            # table keeps the same number of indexes, and the importer's look-up of the charges
+            # already in a month (existing_fingerprints) reads this index alone.
+            models.UniqueConstraint(
+                fields=["period", "source", "fingerprint"], name="charge_unique_fingerprint"
+            ),
             models.CheckConstraint(
                 condition=Q(review_status__in=["clean", "flagged", "approved", "rejected"]),
                 name="charge_review_status_valid",

@@ -125,8 +125,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
             "PRAGMA cache_size=-131072;"
         ),
+        # An import or a period change waits this long (seconds) for SQLite's one writer lock,
+        # then is refused with a clear message (docs/importing.md), never a traceback.
         "transaction_mode": "IMMEDIATE",
-        "timeout": 30,
+        "timeout": float(os.environ.get("SQLITE_BUSY_TIMEOUT", "30")),
     }
 
 AUTH_USER_MODEL = "accounts.User"

@@ -9,8 +9,18 @@ Invariants:
   decisions, rows no longer delivered are removed, new rows are added. The same files twice
   change nothing and report `unchanged`. `append` adds the files' rows instead; a file already
   appended for the source (same content hash, its charges still present) is skipped.
-- Closed and finalized periods refuse imports.
-- The receipt's totals are exact sums of the files' own text.
+- With a requested month (`-p`), only that month is replaced: rows of other months are flagged
+  `other_period` and matched by fingerprint (kept when already there, added when not), and
+  nothing in those other months is ever removed.
+- Closed and finalized periods refuse imports, and never take one: every month the import writes
+  is locked FOR SHARE (PostgreSQL) when first touched and its status read under that lock, so a
+  close or finalize waits for the import's commit, and an import that waited for a close is
+  refused. On SQLite the import's transaction is IMMEDIATE: it holds the one writer lock from its
+  start, so the same holds.
+- Imports of one source run one at a time (a transaction-scoped advisory lock on the source on
+  PostgreSQL, the writer lock on SQLite), whichever way the source was created; the database's
+  unique (period, source, fingerprint) constraint stands behind it, so no path double-bills.
+- The receipt's totals are exact sums of the files' own text; its `changes` are per month.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 
 from accounts.services import actor_name, audit_record
 
@@ -50,6 +60,11 @@ from .reader import RereadForLines, read_batches, read_headers
 from .rows import RowBuilder
 
 PERIOD_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+SOURCE_LOCK_CLASS = 0x0CB2  # pg_advisory_xact_lock(class, source id) while an import writes
+
+# Test hook: called inside the import's transaction just before it commits (tests make an import
+# wait there to interleave other work with it). None in production.
+before_commit_hook: Callable[[], None] | None = None
 
 
 @dataclass
@@ -66,6 +81,8 @@ class ImportResult:
     totals: dict[str, dict[str, str]]
     billed_change: dict[str, str]
     files: list[dict]
+    # Per month: rows added/removed/unchanged and the billed change per currency, never netted.
+    changes: dict[str, dict] = field(default_factory=dict)
     import_id: int | None = None
     would_be: str = ""  # for a dry run: the status the real import would have
     skipped_files: list[str] = field(default_factory=list)
@@ -96,6 +113,11 @@ class _PeriodState:
     taken: set[str]  # fingerprints already used (append mode keeps earlier parts')
     seen: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
+    # False for another month's rows under `-p`: they are matched, never replaced.
+    replace: bool = True
+    added: int = 0
+    unchanged: int = 0
+    added_billed: dict[str, list[Decimal]] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,6 +233,29 @@ def import_files(
         files.append(_File(path, name, digest, size, headers, fields, extra))
 
     actor = actor or actor_name(acting_user)
+    try:
+        return _import_atomic(
+            files=files,
+            source=source,
+            period=period,
+            append=append,
+            dry_run=dry_run,
+            acting_user=acting_user,
+            actor=actor,
+            config=config,
+            progress=progress,
+        )
+    except OperationalError as exc:
+        if connection.vendor != "sqlite" or "locked" not in str(exc):
+            raise
+        # SQLite's busy timeout ran out: another import or a period change held the writer lock.
+        raise ImportRefused(
+            "the database is busy with another import or a period change; nothing was "
+            "imported. Run the import again."
+        ) from None
+
+
+def _import_atomic(*, files, source, period, append, dry_run, acting_user, actor, config, progress):
     with transaction.atomic():
         result = _import(
             files=files,
@@ -229,15 +274,54 @@ def import_files(
             figures_warm_after_commit(
                 BillingPeriod.objects.filter(key__in=result.periods).values_list("pk", flat=True)
             )
+        if before_commit_hook is not None:
+            before_commit_hook()
     return result
+
+
+def _lock_source(source: Source) -> None:
+    """Imports of one source, one at a time, until commit (SQLite: the writer lock already is)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SOURCE_LOCK_CLASS, source.pk])
+
+
+def _lock_open_period(period: BillingPeriod) -> BillingPeriod:
+    """Hold the period row FOR SHARE until commit and re-read its status under the lock.
+
+    A close or finalize (FOR UPDATE) waits for this import to commit; if one committed first,
+    the status read here is the new one and the import is refused naming the month. Shared, so
+    imports of different sources into one month don't wait for each other.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT status FROM {BillingPeriod._meta.db_table} WHERE id = %s FOR SHARE",
+                [period.pk],
+            )
+            (period.status,) = cursor.fetchone()
+    else:
+        period.refresh_from_db(fields=["status"])
+    if not period.is_open():
+        raise ImportRefused(
+            f"the files contain rows for {period.key}, which is {period.status}: "
+            "nothing was imported"
+        )
+    return period
 
 
 def _import(*, files, source_name, period, append, dry_run, acting_user, actor, config, progress):
     source = source_for_import(source_name, config)
+    _lock_source(source)
     if period is not None:
         requested = BillingPeriod.objects.filter(key=period).first()
-        if requested is not None and not requested.is_open():
-            raise ImportRefused(f"period {period} is {requested.status}: it takes no imports")
+        if requested is not None:
+            try:
+                _lock_open_period(requested)
+            except ImportRefused:
+                raise ImportRefused(
+                    f"period {period} is {requested.status}: it takes no imports"
+                ) from None
 
     skipped: list[str] = []
     if append:
@@ -317,16 +401,13 @@ def _stream(
         if state is None:
             writer.drain()
             billing_period, _ = BillingPeriod.objects.get_or_create(key=key)
-            if not billing_period.is_open():
-                raise ImportRefused(
-                    f"the files contain rows for {key}, which is {billing_period.status}: "
-                    "nothing was imported"
-                )
+            _lock_open_period(billing_period)
             existing = loader.existing_fingerprints(source.pk, billing_period.pk)
             state = _PeriodState(
                 period=billing_period,
                 existing={} if append else existing,
                 taken=set(existing) if append else set(),
+                replace=period is None or key == period,
             )
             states[key] = state
         return state
@@ -396,13 +477,30 @@ def _stream(
     had_rows = False
     # How the months' billed totals change: what this import added less what it removed.
     removed_billed: dict[str, Decimal] = {}
-    for state in states.values():
+    changes: dict[str, dict] = {}
+    for key in sorted(states):
+        state = states[key]
         had_rows = had_rows or bool(state.existing) or bool(state.taken)
-        gone = [pk for fp, (pk, _) in state.existing.items() if fp not in state.seen]
-        for currency, total in _billed_by_currency(gone).items():
+        gone = (
+            [pk for fp, (pk, _) in state.existing.items() if fp not in state.seen]
+            if state.replace
+            else []
+        )
+        gone_billed = _billed_by_currency(gone)
+        for currency, total in gone_billed.items():
             removed_billed[currency] = removed_billed.get(currency, ZERO) + total
         loader.delete_charges(gone)
         removed += len(gone)
+        added_here = {cur: exact_sum(values) for cur, values in state.added_billed.items()}
+        changes[key] = {
+            "rows_added": state.added,
+            "rows_removed": len(gone),
+            "rows_unchanged": state.unchanged,
+            "billed_change": {
+                cur: money_text(added_here.get(cur, ZERO) - gone_billed.get(cur, ZERO))
+                for cur in sorted(set(added_here) | set(gone_billed))
+            },
+        }
     added_billed = {cur: exact_sum(values) for cur, values in totals.added.items()}
     change = {
         cur: money_text(added_billed.get(cur, ZERO) - removed_billed.get(cur, ZERO))
@@ -430,6 +528,7 @@ def _stream(
     record.rows_unchanged = counts["unchanged"]
     record.totals = totals.result()
     record.billed_change = change
+    record.changes = changes
     record.save()
     audit_record(
         action="import",
@@ -446,6 +545,7 @@ def _stream(
             "rows_flagged": record.rows_flagged,
             "totals": record.totals,
             "billed_change": change,
+            "changes": changes,
             "dry_run": dry_run,
         },
     )
@@ -462,6 +562,7 @@ def _stream(
         rows_unchanged=record.rows_unchanged,
         totals=record.totals,
         billed_change=change,
+        changes=changes,
         files=[{"name": f.name, "sha256": f.sha256, "rows": f.rows} for f in files],
         import_id=None if dry_run else record.pk,
         skipped_files=skipped,
@@ -482,6 +583,7 @@ def _place_batch(built, item, source, states, state_for, totals, counts, writer)
     keep = np.zeros(n, dtype=bool)
     kept_flagged = np.zeros(n, dtype=bool)
     period_ids = np.zeros(len(built.period_keys), dtype=np.int64)
+    placed: list[tuple[_PeriodState, np.ndarray | None]] = []
     for code, key in enumerate(built.period_keys):
         rows = (
             range(n)
@@ -492,6 +594,7 @@ def _place_batch(built, item, source, states, state_for, totals, counts, writer)
             continue
         state = state_for(key)
         period_ids[code] = state.period.pk
+        placed.append((state, None if len(built.period_keys) == 1 else built.period_codes == code))
         seen_counts, taken, existing = state.counts, state.taken, state.existing
         for i in rows:
             content = hashes[i]
@@ -508,6 +611,24 @@ def _place_batch(built, item, source, states, state_for, totals, counts, writer)
                     state.seen.add(fp)
                     keep[i] = True
                     kept_flagged[i] = match[1] == "flagged"
+
+    # What each month gains, apart: the receipt never nets one month against another.
+    currency_rows = [
+        (currency, None if len(built.currencies) == 1 else built.currency_codes == code)
+        for code, currency in enumerate(built.currencies)
+    ]
+    for state, in_period in placed:
+        new_rows = ~keep if in_period is None else in_period & ~keep
+        added_here = int(new_rows.sum())
+        state.added += added_here
+        state.unchanged += (n if in_period is None else int(in_period.sum())) - added_here
+        if not added_here:
+            continue
+        for currency, in_currency in currency_rows:
+            rows = new_rows if in_currency is None else new_rows & in_currency
+            if rows.any():
+                bucket = state.added_billed.setdefault(currency, [])
+                bucket[:] = [exact_sum([*bucket, built.billed.sum(rows)])]
 
     # A kept row keeps its review status; a new row is flagged when it has a reason.
     flagged = np.where(keep, kept_flagged, built.flags != 0)

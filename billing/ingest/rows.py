@@ -30,6 +30,8 @@ from json.encoder import encode_basestring
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from django.db import connection
+from django.utils import timezone
 
 from ..config import BillingConfig
 from ..models import PI, Flag, Project
@@ -511,7 +513,7 @@ class RowBuilder:
         pi_id = self._pis.get(email)
         if pi_id is None:
             self.before_write()
-            pi_id = PI.objects.create(email=email).pk
+            pi_id = _get_or_insert(PI, "email", email)
             self._pis[email] = pi_id
         return pi_id
 
@@ -519,7 +521,7 @@ class RowBuilder:
         project_id = self._projects.get(code)
         if project_id is None:
             self.before_write()
-            project_id = Project.objects.create(code=code).pk
+            project_id = _get_or_insert(Project, "code", code)
             self._projects[code] = project_id
         return project_id
 
@@ -532,6 +534,31 @@ class RowBuilder:
                 self._patterns.clear()
             self._patterns[key] = hit
         return hit
+
+
+def _get_or_insert(model, key: str, value: str) -> int:
+    """The id of the PI or project with this unique key (email, code), inserting it if absent.
+
+    INSERT … ON CONFLICT DO NOTHING, then a read: an import of another source creating the same
+    PI or project at the same time never makes this import fail (on PostgreSQL the insert waits
+    for the other transaction and, once it commits, the read finds its row). Raw SQL, one
+    statement in the common case: a fresh database meets a PI or project per few hundred rows,
+    and the ORM's bulk_create plus get cost twice the old create. Both models have only these
+    columns without a database default: the key, `name` ('') and `created_at`.
+    """
+    table = connection.ops.quote_name(model._meta.db_table)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({key}, name, created_at) VALUES (%s, '', %s) "
+            f"ON CONFLICT ({key}) DO NOTHING RETURNING id",
+            [value, now],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute(f"SELECT id FROM {table} WHERE {key} = %s", [value])
+            row = cursor.fetchone()
+    return row[0]
 
 
 def _not_json(constant: str):

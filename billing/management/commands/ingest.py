@@ -101,6 +101,16 @@ class Command(BillingCommand):
         changes = [f"{cur} {_money(v, signed=True)}" for cur, v in r.billed_change.items()]
         if changes and r.status in ("replaced", "dry-run"):
             self.stdout.write(f"  billed change for these months: {', '.join(changes)}")
+        # Each month on its own line: a month's removals never hide behind another's additions.
+        for key, c in r.changes.items():
+            billed = ", ".join(
+                f"{cur} {_money(v, signed=True)}" for cur, v in c["billed_change"].items()
+            )
+            self.stdout.write(
+                f"  {key}  added {c['rows_added']:,}, removed {c['rows_removed']:,}, "
+                f"unchanged {c['rows_unchanged']:,}"
+                + (f" | billed change {billed}" if billed else "")
+            )
 
 
 def _money(text: str, signed: bool = False) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.management.base import CommandError
+from django.db import OperationalError, connection
 
 from billing.management.base import BillingCommand
 from billing.models import BillingPeriod
@@ -55,6 +56,14 @@ class Command(BillingCommand):
             )
         except PeriodError as exc:
             raise CommandError(str(exc)) from None
+        except OperationalError as exc:
+            if connection.vendor != "sqlite" or "locked" not in str(exc):
+                raise
+            # SQLite's busy timeout ran out while an import held the writer lock.
+            raise CommandError(
+                f"the database is busy (an import is running?); period {options['period']} "
+                "was not changed. Run the command again."
+            ) from None
         self.stdout.write(self.style.SUCCESS(f"Period {period.key} is {period.status}."))
 
     def handle_list(self, options):
