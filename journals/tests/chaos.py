@@ -248,9 +248,7 @@ class Chaos:
         except Exception as exc:  # noqa: BLE001 - any other exception is the finding
             op.outcome = f"FAILED {type(exc).__name__}: {exc}"
             with self.lock:
-                self.ledger.violations.append(
-                    f"{op.line()}\n{traceback.format_exc(limit=8)}"
-                )
+                self.ledger.violations.append(f"{op.line()}\n{traceback.format_exc(limit=8)}")
         op.end = time.monotonic()
         with self.lock:
             self.stats["operations"] += 1
@@ -411,7 +409,7 @@ class Chaos:
             ops: list[Op] = []
             barrier = threading.Barrier(threads)
 
-            def worker(index: int, round_no: int = rounds) -> None:
+            def worker(index: int, round_no=rounds, barrier=barrier, ops=ops) -> None:
                 rng = random.Random(f"{self.seed}-{round_no}-{index}")
                 try:
                     barrier.wait()

@@ -279,8 +279,9 @@ class Ledger:
 
         return {
             (s.pi.email, s.project.code, s.fund_org, s.currency): s.due_amount
-            for s in Statement.objects.filter(period=period, superseded_by__isnull=True)
-            .select_related("pi", "project")
+            for s in Statement.objects.filter(
+                period=period, superseded_by__isnull=True
+            ).select_related("pi", "project")
         }
 
     def check_statements(self, period) -> None:
