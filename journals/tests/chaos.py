@@ -137,6 +137,8 @@ class Chaos:
 
     # Operation kinds left out (e.g. {"late"} to explore past a known defect; CHAOS_SKIP).
     skip: frozenset = frozenset()
+    # Keep going after a violation (exploring: bench/chaos_bench.py --keep-going); the test stops.
+    keep_going: bool = False
 
     def __post_init__(self):
         from billing.config import load_config
@@ -146,7 +148,9 @@ class Chaos:
         config_path = self.workdir / "chaos.yaml"
         config_path.write_text(CONFIG, encoding="utf-8")
         self.config = load_config(str(config_path))
-        self.ledger = Ledger(fund_org_pattern=FUND_PATTERN, credit_funds=set(CREDIT_FUNDS))
+        self.ledger = Ledger(
+            fund_org_pattern=FUND_PATTERN, credit_funds=set(CREDIT_FUNDS), ignore=self.skip
+        )
         self.lock = threading.Lock()
         self.files: dict[tuple[str, str], list[Path]] = {}  # delivered files per (source, period)
         self.counter = 0
@@ -252,7 +256,7 @@ class Chaos:
         op.end = time.monotonic()
         with self.lock:
             self.stats["operations"] += 1
-            self.stats[f"op {op.name}"] += 1
+            self.stats[f"{op.name} ok" if op.ok else f"{op.name} refused"] += 1
 
     def _op_import(self, op: Op, rng: random.Random) -> None:
         source, period, kind = op.args["source"], op.args["period"], op.args["kind"]
@@ -378,6 +382,7 @@ class Chaos:
             fresh_statements=set(self.fresh_statements), fresh_journal=set(self.fresh_journal)
         )
         self.stats["invariant checks"] = self.ledger.checks
+        self.stats["periods finalized"] = len(self.ledger.finalized)
         self.stats["violations"] = len(self.ledger.violations)
         return found
 
@@ -390,7 +395,7 @@ class Chaos:
             op = self.draw(rng)
             self.perform(op, rng)
             self.stats["rounds"] += 1
-            if self.check([op]):
+            if self.check([op]) and not self.keep_going:
                 break
         return self.ledger.violations
 
@@ -429,7 +434,7 @@ class Chaos:
                 t.join()
             self.stats["rounds"] += 1
             self.stats["interleaved operations"] += len(ops)
-            if self.check(ops):
+            if self.check(ops) and not self.keep_going:
                 break
         return self.ledger.violations
 
@@ -438,6 +443,9 @@ class Chaos:
         for kind, n in self.refusals.most_common():
             lines.append(f"  refused {n}x  {kind}")
         return "\n".join(lines)
+
+    def violation_kinds(self) -> Counter:
+        return Counter(_refusal_kind(v.splitlines()[0]) for v in self.ledger.violations)
 
     def failure(self) -> str:
         tail = self.log[-120:]
