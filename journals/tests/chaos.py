@@ -34,7 +34,8 @@ from .invariants import FileRows, ImportDone, Ledger
 STATS: dict[str, Counter] = {}
 
 SOURCES = ("aws", "hpc")
-PERIODS = ("2026-01", "2026-02", "2026-03")
+FIRST_PERIOD = "2026-01"
+ACTIVE_PERIODS = 3  # months in play; a finalized one makes room for the next month
 FUND_PATTERN = r"^[A-Z]{2,6}-[A-Z0-9-]+$"
 CREDIT_FUNDS = {"IT-CLOUD", "RC-HPC"}
 CONFIG = """
@@ -71,6 +72,11 @@ def month_bounds(key: str) -> tuple[str, str]:
     year, month = map(int, key.split("-"))
     nxt = f"{year + (month == 12)}-{month % 12 + 1:02d}"
     return f"{key}-01T00:00:00Z", f"{nxt}-01T00:00:00Z"
+
+
+def next_month(key: str) -> str:
+    year, month = map(int, key.split("-"))
+    return f"{year + (month == 12)}-{month % 12 + 1:02d}"
 
 
 def previous_month(key: str) -> str:
@@ -156,6 +162,9 @@ class Chaos:
         self.counter = 0
         self.fresh_statements: set[str] = set()
         self.fresh_journal: set[str] = set()
+        self.active = [FIRST_PERIOD]
+        while len(self.active) < ACTIVE_PERIODS:
+            self.active.append(next_month(self.active[-1]))
         STATS[f"seed {self.seed}"] = self.stats
 
     # -- files ---------------------------------------------------------------------------------
@@ -215,7 +224,11 @@ class Chaos:
     # -- operations ----------------------------------------------------------------------------
 
     def draw(self, rng: random.Random) -> Op:
-        period = rng.choice(PERIODS)
+        with self.lock:
+            active = list(self.active)
+            done = sorted(self.ledger.finalized)
+        # Now and then a finalized month: everything must be refused and nothing change.
+        period = rng.choice(done) if done and rng.random() < 0.05 else rng.choice(active)
         source = rng.choice(SOURCES)
         r = rng.random()
         if r < 0.30:
@@ -383,6 +396,10 @@ class Chaos:
         )
         self.stats["invariant checks"] = self.ledger.checks
         self.stats["periods finalized"] = len(self.ledger.finalized)
+        with self.lock:
+            self.active = [p for p in self.active if p not in self.ledger.finalized]
+            while len(self.active) < ACTIVE_PERIODS:
+                self.active.append(next_month(max([*self.active, *self.ledger.finalized])))
         self.stats["violations"] = len(self.ledger.violations)
         return found
 
