@@ -33,11 +33,13 @@ from .invariants import FileRows, ImportDone, Ledger
 # output shows them without -s) and by bench/chaos_bench.py.
 STATS: dict[str, Counter] = {}
 
-SOURCES = ("aws", "hpc")
+# aws and hpc come from the configuration; lab was added in the admin (no YAML entry), the case
+# where concurrent imports once took no lock.
+SOURCES = ("aws", "hpc", "lab")
 FIRST_PERIOD = "2026-01"
 ACTIVE_PERIODS = 3  # months in play; a finalized one makes room for the next month
 FUND_PATTERN = r"^[A-Z]{2,6}-[A-Z0-9-]+$"
-CREDIT_FUNDS = {"IT-CLOUD", "RC-HPC"}
+CREDIT_FUNDS = {"IT-CLOUD", "RC-HPC", "RC-LAB"}
 CONFIG = """
 currency: USD
 sources:
@@ -154,6 +156,11 @@ class Chaos:
         config_path = self.workdir / "chaos.yaml"
         config_path.write_text(CONFIG, encoding="utf-8")
         self.config = load_config(str(config_path))
+        from billing.models import Source
+
+        Source.objects.get_or_create(
+            name="lab", defaults={"credit_fund_org": "RC-LAB", "account_code": "54300"}
+        )
         self.ledger = Ledger(
             fund_org_pattern=FUND_PATTERN, credit_funds=set(CREDIT_FUNDS), ignore=self.skip
         )
@@ -277,6 +284,8 @@ class Chaos:
         if kind == "same":
             with self.lock:
                 path = rng.choice(self.files[(source, period)])
+        elif kind == "shared":  # the same new file, imported by every thread of the round
+            path = op.args.pop("path")
         else:
             path = self.new_file(rng, source, period, kind)
         op.args["file"] = path.name
@@ -406,6 +415,7 @@ class Chaos:
     # -- drivers -------------------------------------------------------------------------------
 
     def run_sequential(self, operations: int) -> list[str]:
+        STATS[f"sequential, seed {self.seed}"] = STATS.pop(f"seed {self.seed}", self.stats)
         rng = random.Random(self.seed)
         self.check([])
         for _ in range(operations):
@@ -423,6 +433,7 @@ class Chaos:
         (started together by a barrier); the invariants are checked between rounds."""
         from django.db import connections
 
+        STATS[f"{threads} threads, seed {self.seed}"] = STATS.pop(f"seed {self.seed}", self.stats)
         self.check([])
         deadline = time.monotonic() + seconds
         rounds = 0
@@ -430,13 +441,34 @@ class Chaos:
             rounds += 1
             ops: list[Op] = []
             barrier = threading.Barrier(threads)
+            # One round in four opens with every thread importing the same new file into one
+            # source and month at once (the double-billing race), or each its own restatement.
+            plan = random.Random(f"{self.seed}-{rounds}")
+            first: list[Op | None] = [None] * threads
+            if plan.random() < 0.25:
+                source, period = plan.choice(SOURCES), plan.choice(self.active)
+                shared = plan.random() < 0.5
+                path = self.new_file(plan, source, period, "base") if shared else None
+                for i in range(threads):
+                    first[i] = Op(
+                        "import",
+                        {
+                            "source": source,
+                            "period": period,
+                            "kind": "shared" if shared else "base",
+                            "path": path,
+                        },
+                    )
+                    if not shared:
+                        first[i].args.pop("path")
+                self.stats["import storms"] += 1
 
-            def worker(index: int, round_no=rounds, barrier=barrier, ops=ops) -> None:
+            def worker(index: int, round_no=rounds, barrier=barrier, ops=ops, first=first):
                 rng = random.Random(f"{self.seed}-{round_no}-{index}")
                 try:
                     barrier.wait()
-                    for _ in range(ops_per_round):
-                        op = self.draw(rng)
+                    for n in range(ops_per_round):
+                        op = first[index] if n == 0 and first[index] else self.draw(rng)
                         op.thread = index
                         self.perform(op, rng)
                         with self.lock:
