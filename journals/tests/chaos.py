@@ -491,6 +491,8 @@ class Chaos:
         lines = [f"chaos seed {self.seed}: " + ", ".join(f"{k} {v}" for k, v in self.stats.items())]
         for kind, n in self.refusals.most_common():
             lines.append(f"  refused {n}x  {kind}")
+        for kind, n in self.violation_kinds().most_common():
+            lines.append(f"  VIOLATION {n}x  {kind}")
         return "\n".join(lines)
 
     def violation_kinds(self) -> Counter:

@@ -17,6 +17,8 @@ from .chaos import Chaos
 SEED = int(os.environ.get("CHAOS_SEED", "20261101"))
 # Operation kinds to leave out while exploring past a known defect, e.g. CHAOS_SKIP=late,same.
 SKIP = frozenset(filter(None, os.environ.get("CHAOS_SKIP", "").split(",")))
+# Keep going after a violation, to count them all (bench/chaos_bench.py --keep-going).
+KEEP_GOING = os.environ.get("CHAOS_KEEP_GOING") == "1"
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def chaos_env(settings, tmp_path):
 def test_random_operations_keep_the_invariants(chaos_env):
     """One thread, random operations, the invariants checked after every one."""
     operations = int(os.environ.get("CHAOS_OPERATIONS", "120"))
-    chaos = Chaos(seed=SEED, workdir=chaos_env / "files", skip=SKIP)
+    chaos = Chaos(seed=SEED, workdir=chaos_env / "files", skip=SKIP, keep_going=KEEP_GOING)
     violations = chaos.run_sequential(operations)
     print(chaos.report())
     assert not violations, chaos.failure()
@@ -45,7 +47,7 @@ def test_concurrent_operations_keep_the_invariants(chaos_env):
     """Threads drawing random operations at once; the invariants checked between rounds."""
     if connection.vendor != "postgresql":
         pytest.skip("concurrent writers need PostgreSQL (SQLite has one writer at a time)")
-    chaos = Chaos(seed=SEED, workdir=chaos_env / "files", skip=SKIP)
+    chaos = Chaos(seed=SEED, workdir=chaos_env / "files", skip=SKIP, keep_going=KEEP_GOING)
     violations = chaos.run_concurrent(
         threads=int(os.environ.get("CHAOS_THREADS", "3")),
         ops_per_round=int(os.environ.get("CHAOS_OPS_PER_ROUND", "3")),
