@@ -12,7 +12,7 @@ import os
 import pytest
 from django.db import connection
 
-from .chaos import Chaos
+from .chaos import STATS, Chaos, Op
 
 SEED = int(os.environ.get("CHAOS_SEED", "20261101"))
 # Operation kinds to leave out while exploring past a known defect, e.g. CHAOS_SKIP=late,same.
@@ -56,3 +56,35 @@ def test_concurrent_operations_keep_the_invariants(chaos_env):
     print(chaos.report())
     assert not violations, chaos.failure()
     assert chaos.stats["rounds"] > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_checker_sees_a_planted_defect(chaos_env):
+    """The checker is not blind: a charge removed behind the services' back, a doubled row and
+    an edited audit event are each reported."""
+    import random
+
+    from accounts.models import AuditEvent
+    from billing.models import Charge
+
+    chaos = Chaos(seed=1, workdir=chaos_env / "files")
+    rng = random.Random(1)
+    for source in ("aws", "lab"):
+        op = Op("import", {"source": source, "period": "2026-01", "kind": "base"})
+        chaos.perform(op, rng)
+        assert op.ok, op.outcome
+    assert chaos.check([]) == []
+
+    Charge.objects.filter(source__name="aws").order_by("pk").first().delete()
+    doubled = Charge.objects.filter(source__name="lab").order_by("pk").first()
+    doubled.pk = None
+    doubled.fingerprint = "f" * 32
+    doubled.save()
+    event = AuditEvent.objects.order_by("pk").first()
+    AuditEvent.objects.filter(pk=event.pk).update(reason="rewritten")
+    found = "\n".join(chaos.check([]))
+    assert "charges of aws 2026-01" in found and "1 missing" in found
+    assert "charges of lab 2026-01" in found and "1 not from a live file" in found
+    assert "billed total of 2026-01 USD" in found
+    assert f"audit event #{event.pk} changed or removed" in found
+    STATS.pop("seed 1", None)  # not a run worth reporting
