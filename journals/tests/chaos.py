@@ -38,6 +38,7 @@ STATS: dict[str, Counter] = {}
 SOURCES = ("aws", "hpc", "lab")
 FIRST_PERIOD = "2026-01"
 ACTIVE_PERIODS = 3  # months in play; a finalized one makes room for the next month
+BIG_ROWS = 3000  # a big delivery: an import that takes long enough to race a month end
 FUND_PATTERN = r"^[A-Z]{2,6}-[A-Z0-9-]+$"
 CREDIT_FUNDS = {"IT-CLOUD", "RC-HPC", "RC-LAB"}
 CONFIG = """
@@ -212,7 +213,7 @@ class Chaos:
                 row["BilledCost"] = f"{Decimal(row['BilledCost']) + Decimal('0.01'):f}"
             rows = keep + [self._row(rng, source, period, "re") for _ in range(rng.randint(0, 3))]
         else:
-            count = rng.randint(1, 3) if kind == "part" else rng.randint(3, 8)
+            count = {"part": rng.randint(1, 3), "big": BIG_ROWS}.get(kind, rng.randint(3, 8))
             rows = [self._row(rng, source, period, kind) for _ in range(count)]
             if kind == "late":
                 rows += [
@@ -441,34 +442,42 @@ class Chaos:
             rounds += 1
             ops: list[Op] = []
             barrier = threading.Barrier(threads)
-            # One round in four opens with every thread importing the same new file into one
-            # source and month at once (the double-billing race), or each its own restatement.
+            # Planned rounds: one in four opens with an import storm (every thread importing the
+            # same new file into one source and month at once, or each its own restatement); one
+            # in eight races a big import against a month end of the same month.
             plan = random.Random(f"{self.seed}-{rounds}")
-            first: list[Op | None] = [None] * threads
-            if plan.random() < 0.25:
+            planned: list[list[Op]] = [[] for _ in range(threads)]
+            roll = plan.random()
+            if roll < 0.25:
                 source, period = plan.choice(SOURCES), plan.choice(self.active)
                 shared = plan.random() < 0.5
                 path = self.new_file(plan, source, period, "base") if shared else None
                 for i in range(threads):
-                    first[i] = Op(
-                        "import",
-                        {
-                            "source": source,
-                            "period": period,
-                            "kind": "shared" if shared else "base",
-                            "path": path,
-                        },
-                    )
-                    if not shared:
-                        first[i].args.pop("path")
+                    args = {"source": source, "period": period, "kind": "base"}
+                    if shared:
+                        args.update(kind="shared", path=path)
+                    planned[i].append(Op("import", args))
                 self.stats["import storms"] += 1
+            elif roll < 0.375 and threads > 1:
+                source, period = plan.choice(SOURCES), plan.choice(self.active)
+                planned[0].append(Op("import", {"source": source, "period": period, "kind": "big"}))
+                planned[1] += [
+                    Op("close", {"period": period}),
+                    Op("review", {"period": period, "action": "resolve"}),
+                    Op("generate", {"period": period, "send": True}),
+                    Op("export", {"period": period}),
+                    Op("finalize", {"period": period}),
+                ]
+                self.stats["import vs month end"] += 1
 
-            def worker(index: int, round_no=rounds, barrier=barrier, ops=ops, first=first):
+            def worker(index: int, round_no=rounds, barrier=barrier, ops=ops, planned=planned):
                 rng = random.Random(f"{self.seed}-{round_no}-{index}")
+                todo = list(planned[index])
+                todo += [None] * max(0, ops_per_round - len(todo))
                 try:
                     barrier.wait()
-                    for n in range(ops_per_round):
-                        op = first[index] if n == 0 and first[index] else self.draw(rng)
+                    for op in todo:
+                        op = op or self.draw(rng)
                         op.thread = index
                         self.perform(op, rng)
                         with self.lock:
