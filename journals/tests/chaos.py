@@ -71,6 +71,17 @@ COLUMNS = [
 ]
 
 
+def ensure_journal_templates() -> None:
+    """The built-in journal templates (a data migration), loaded again if a transactional
+    test's flush removed them."""
+    from django.core.management import call_command
+
+    from journals.models import JournalTemplate
+
+    if not JournalTemplate.objects.filter(name="gl").exists():
+        call_command("loaddata", "journal_templates", verbosity=0)
+
+
 def month_bounds(key: str) -> tuple[str, str]:
     year, month = map(int, key.split("-"))
     nxt = f"{year + (month == 12)}-{month % 12 + 1:02d}"
@@ -159,6 +170,7 @@ class Chaos:
         self.config = load_config(str(config_path))
         from billing.models import Source
 
+        ensure_journal_templates()
         Source.objects.get_or_create(
             name="lab", defaults={"credit_fund_org": "RC-LAB", "account_code": "54300"}
         )

@@ -22,7 +22,14 @@ from billing.models import Charge
 from billing.money import ExactSum
 
 from . import chaos_adapter as svc
-from .chaos import CONFIG, CREDIT_FUNDS, FUND_PATTERN, focus_row, write_focus
+from .chaos import (
+    CONFIG,
+    CREDIT_FUNDS,
+    FUND_PATTERN,
+    ensure_journal_templates,
+    focus_row,
+    write_focus,
+)
 from .invariants import FileRows, ImportDone, Ledger
 
 ADA = {"pi": "ada@example.edu", "project": "engines", "fund": "MATH-1843"}
@@ -36,6 +43,7 @@ def month_end(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.OPENCHARGEBACK_EMAIL_RETRY_DELAY = 0
+    ensure_journal_templates()
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG, encoding="utf-8")
     return load_config(str(path))
