@@ -78,7 +78,11 @@ def main() -> int:
     )
     elapsed = time.monotonic() - started
     lines = proc.stdout.splitlines()
-    shown = [line for line in lines if line.startswith(("chaos seed", "  refused", "  VIOLATION"))]
+    shown = [
+        line
+        for line in lines
+        if line.startswith(("chaos seed", "  refused", "  VIOLATION", "    e.g."))
+    ]
     print("\n".join(shown) or proc.stdout[-4000:])
     if proc.returncode:
         failure = [line for line in lines if line.startswith("E ")][:40]

@@ -512,8 +512,13 @@ class Chaos:
         lines = [f"chaos seed {self.seed}: " + ", ".join(f"{k} {v}" for k, v in self.stats.items())]
         for kind, n in self.refusals.most_common():
             lines.append(f"  refused {n}x  {kind}")
+        examples: dict[str, str] = {}
+        for v in self.ledger.violations:
+            first = v.splitlines()[0]
+            examples.setdefault(_refusal_kind(first), first[:400])
         for kind, n in self.violation_kinds().most_common():
             lines.append(f"  VIOLATION {n}x  {kind}")
+            lines.append(f"    e.g. {examples[kind]}")
         return "\n".join(lines)
 
     def violation_kinds(self) -> Counter:
