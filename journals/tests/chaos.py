@@ -249,7 +249,7 @@ class Chaos:
             done = sorted(self.ledger.finalized)
         # Now and then a finalized month: everything must be refused and nothing change.
         period = rng.choice(done) if done and rng.random() < 0.05 else rng.choice(active)
-        source = rng.choice(SOURCES)
+        source = rng.choice([s for s in SOURCES if s not in self.skip] or SOURCES)
         r = rng.random()
         if r < 0.30:
             with self.lock:
@@ -461,7 +461,8 @@ class Chaos:
             planned: list[list[Op]] = [[] for _ in range(threads)]
             roll = plan.random()
             if roll < 0.25:
-                source, period = plan.choice(SOURCES), plan.choice(self.active)
+                sources = [s for s in SOURCES if s not in self.skip] or SOURCES
+                source, period = plan.choice(sources), plan.choice(self.active)
                 shared = plan.random() < 0.5
                 path = self.new_file(plan, source, period, "base") if shared else None
                 for i in range(threads):
@@ -471,7 +472,8 @@ class Chaos:
                     planned[i].append(Op("import", args))
                 self.stats["import storms"] += 1
             elif roll < 0.375 and threads > 1:
-                source, period = plan.choice(SOURCES), plan.choice(self.active)
+                sources = [s for s in SOURCES if s not in self.skip] or SOURCES
+                source, period = plan.choice(sources), plan.choice(self.active)
                 planned[0].append(Op("import", {"source": source, "period": period, "kind": "big"}))
                 planned[1] += [
                     Op("close", {"period": period}),
