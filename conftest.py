@@ -16,3 +16,16 @@ def tasks_in_process(request):
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = before
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The randomized invariant tests' figures (journals/tests/test_chaos.py), shown without -s
+    so CI's log says how many operations, rounds, refusals and checks ran."""
+    import sys
+
+    chaos = sys.modules.get("journals.tests.chaos")
+    if chaos is None or not chaos.STATS:
+        return
+    terminalreporter.section("chaos: randomized invariant checks")
+    for name, stats in chaos.STATS.items():
+        terminalreporter.write_line(f"{name}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
