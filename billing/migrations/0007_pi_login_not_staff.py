@@ -92,7 +92,7 @@ def _run(statements_by_vendor):
 class Migration(migrations.Migration):
     dependencies = [
         ("accounts", "0002_roles"),
-        ("billing", "0005_charge_attribution_keys_unconstrained"),
+        ("billing", "0006_charge_unique_fingerprint"),
     ]
 
     operations = [
