@@ -84,6 +84,10 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # A write the database guards refuse: a message, never a 500 (accounts/dbguards.py).
+    "accounts.middleware.GuardRefusalMiddleware",
+    # Names the user on the audit events of PI, project and source edits.
+    "billing.reference_audit.ReferenceAuditMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     # Refuses locked-out logins; last, as django-axes requires.

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from ..config import BillingConfig
 from ..models import PI, Flag, Project
 from ..money import MAX_DECIMAL_PLACES, MAX_INTEGER_DIGITS, MoneyParseError, parse_money
+from ..reference_audit import reference_audit_paused
 from .columns import DATETIME_FIELDS, FOCUS_NAMES, MONEY_FIELDS, QUANTITY_FIELDS
 from .exact import ExactColumn
 
@@ -464,7 +465,8 @@ class RowBuilder:
         pi_id = self._pis.get(email)
         if pi_id is None:
             self.before_write()
-            pi_id = PI.objects.create(email=email).pk
+            with reference_audit_paused():  # the import's event records it
+                pi_id = PI.objects.create(email=email).pk
             self._pis[email] = pi_id
         return pi_id
 
@@ -472,7 +474,8 @@ class RowBuilder:
         project_id = self._projects.get(code)
         if project_id is None:
             self.before_write()
-            project_id = Project.objects.create(code=code).pk
+            with reference_audit_paused():
+                project_id = Project.objects.create(code=code).pk
             self._projects[code] = project_id
         return project_id
 

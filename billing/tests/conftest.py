@@ -216,4 +216,3 @@ def make_charges(db):
         return list(Charge.objects.filter(line_number__gte=start + 2).order_by("line_number"))
 
     return make
-

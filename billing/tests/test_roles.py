@@ -144,9 +144,7 @@ def test_period_transitions_follow_the_role(role, may_transition, as_role, month
     assert BillingPeriod.objects.get(pk=month.pk).status == expected
 
 
-@pytest.mark.parametrize(
-    "role,may_map", [(FINANCE_ADMIN, True), (REVIEWER, True), (VIEWER, False)]
-)
+@pytest.mark.parametrize("role,may_map", [(FINANCE_ADMIN, True), (REVIEWER, True), (VIEWER, False)])
 def test_account_map_edits_follow_the_role_and_are_audited(role, may_map, as_role):
     client = as_role(role)
     response = client.post(
