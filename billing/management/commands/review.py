@@ -14,6 +14,7 @@ from billing.services import (
     charge_reject,
     charge_return,
 )
+from billing.services.periods import guard_refusals
 
 
 class Command(BillingCommand):
@@ -64,9 +65,10 @@ class Command(BillingCommand):
             options["action"]
         ]
         try:
-            result = service(
-                charges=charges, acting_user=self.acting_user(options), note=options["note"]
-            )
+            with guard_refusals():
+                result = service(
+                    charges=charges, acting_user=self.acting_user(options), note=options["note"]
+                )
         except (ReviewError, PeriodError) as exc:
             raise CommandError(str(exc)) from None
         if options["json"]:
