@@ -8,6 +8,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and audit"
 
     def ready(self):
-        from . import roles, signals  # noqa: F401  (signals: login, logout, failed login)
+        from . import dbguards, roles, signals  # noqa: F401  (signals: login, logout, failed login)
 
         post_migrate.connect(roles.sync_after_migrate, dispatch_uid="accounts.sync_roles")
+        post_migrate.connect(dbguards.install_after_migrate, dispatch_uid="accounts.dbguards")

@@ -1,11 +1,12 @@
 """Import benchmark: a synthetic FOCUS file of N rows, imported on SQLite and PostgreSQL.
 
-    python bench/import_bench.py --rows 1000000 [--db sqlite] [--db postgres]
+    python bench/import_bench.py --rows 1000000 [--db sqlite] [--db postgres] [--guards ab]
 
 Each import runs as its own `manage.py ingest --json` process on a fresh database, so the
 wall time includes start-up and the peak memory (max RSS) is the import's own. The receipt's
 totals are checked against the exact totals the generator wrote. Prints rows/s and peak MB.
-Not part of the test suite.
+`--guards ab` alternates runs with the database guards (docs/integrity.md) installed and
+dropped after migrate, to measure what they cost. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -54,7 +55,15 @@ def fresh_database(kind: str, workdir: Path) -> str:
     return f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
 
 
-def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
+DROP_GUARDS = (
+    "from django.db import connection;"
+    "from accounts.dbguards import registered_guards;"
+    "c=connection.cursor();"
+    "[c.execute(g.install_sql(connection.vendor)[0]) for g in registered_guards()]"
+)
+
+
+def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path, guards=True) -> dict:
     env = dict(
         os.environ,
         DATABASE_URL=fresh_database(kind, workdir),
@@ -65,6 +74,10 @@ def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
     migrate = run([python, "manage.py", "migrate", "-v0"], env)
     if migrate.returncode:
         raise SystemExit(migrate.stderr)
+    if not guards:
+        dropped = run([python, "manage.py", "shell", "-c", DROP_GUARDS], env)
+        if dropped.returncode:
+            raise SystemExit(dropped.stderr)
     config = workdir / "bench.yaml"
     config.write_text(CONFIG)
     # Measure the ingest process alone: a wrapper reports its child's max RSS.
@@ -116,6 +129,7 @@ def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path) -> dict:
     )
     return {
         "db": kind,
+        "guards": guards,
         "rows": receipt["rows_imported"],
         "seconds": round(elapsed, 2),
         "rows_per_s": int(receipt["rows_imported"] / elapsed),
@@ -159,6 +173,8 @@ def main():
         help="Keep the synthetic file here; reused when it exists with its totals beside it "
         "(FILE.totals.json, written by a previous run).",
     )
+    parser.add_argument("--guards", choices=["on", "off", "ab"], default="on")
+    parser.add_argument("--rounds", type=int, default=1, help="with --guards ab: A/B pairs")
     args = parser.parse_args()
     dbs = args.db or ["sqlite", "postgres"]
     with tempfile.TemporaryDirectory(prefix="ocb-bench-") as tmp:
@@ -171,9 +187,13 @@ def main():
             f"({csv_path.stat().st_size / 1e6:.0f} MB); billed {expected['billed']}, "
             f"list {expected['list']}"
         )
+        plan = {"on": [True], "off": [False], "ab": [True, False] * args.rounds}[args.guards]
         for kind in dbs:
-            result = bench_one(kind, csv_path, expected, workdir)
-            print(json.dumps(result))
+            for i, guards in enumerate(plan):
+                if args.guards == "ab" and i % 4 >= 2:
+                    guards = not guards  # alternate which goes first: on,off,off,on,…
+                result = bench_one(kind, csv_path, expected, workdir, guards=guards)
+                print(json.dumps(result), flush=True)
     print(f"(this machine: {os.cpu_count()} cores; peak_mb is the ingest process's max RSS)")
     _ = resource
 

@@ -7,4 +7,8 @@ class BillingConfig(AppConfig):
 
     def ready(self):
         # Registers the exact-sum aggregate on SQLite connections.
-        from . import money  # noqa: F401
+        from . import (  # noqa: F401  (database guards; audit of PIs...)
+            dbguards,
+            money,  # noqa: F401
+            reference_audit,
+        )

@@ -61,9 +61,12 @@ def cached_figures(name: str, compute, version: str | None = None):
     """
     if connection.in_atomic_block:
         return compute()
-    key = "billing:figures:" + hashlib.blake2b(
-        f"{name}|{version or data_version()}".encode(), digest_size=16
-    ).hexdigest()
+    key = (
+        "billing:figures:"
+        + hashlib.blake2b(
+            f"{name}|{version or data_version()}".encode(), digest_size=16
+        ).hexdigest()
+    )
     value = cache.get(key)
     if value is None:
         value = compute()

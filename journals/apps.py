@@ -11,3 +11,5 @@ class JournalsConfig(AppConfig):
         from .selectors import period_has_journal
 
         register_finalize_check(period_has_journal, "no general-ledger journal has been exported")
+
+        from . import dbguards  # noqa: F401  (registers this app's database guards)

@@ -86,6 +86,10 @@ MIDDLEWARE = [
     # Names the request's user on audit events of user, group and permission changes.
     "accounts.services.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # A write the database guards refuse: a message, never a 500 (accounts/dbguards.py).
+    "accounts.middleware.GuardRefusalMiddleware",
+    # Names the user on the audit events of PI, project and source edits.
+    "billing.reference_audit.ReferenceAuditMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     # Refuses locked-out logins; last, as django-axes requires.

@@ -18,3 +18,5 @@ class StatementsConfig(AppConfig):
             period_emails_settled,
             "statement emails are still waiting or being sent; let the batch finish first",
         )
+
+        from . import dbguards  # noqa: F401  (registers this app's database guards)

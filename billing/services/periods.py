@@ -11,11 +11,13 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.dbguards import guard_refusal
 from accounts.services import audit_record
 
 from ..ingest.pipeline import PERIOD_RE
@@ -25,6 +27,22 @@ from .figures import figures_warm_after_commit
 
 class PeriodError(Exception):
     """A period transition that isn't allowed; the message says why."""
+
+
+@contextlib.contextmanager
+def guard_refusals():
+    """Turn the database guards' refusal (accounts/dbguards.py) into a PeriodError.
+
+    The services check first, so this is the backstop: a path that forgot the check still gets
+    a sentence, not a traceback.
+    """
+    try:
+        yield
+    except IntegrityError as exc:
+        message = guard_refusal(exc)
+        if message is None:
+            raise
+        raise PeriodError(f"refused by the database: {message}") from exc
 
 
 def _valid_key(key: str) -> str:

@@ -253,9 +253,7 @@ def import_job_create(
     return import_job_check(job_id=job.pk, acting_user=acting_user, config=config)
 
 
-def import_job_check(
-    *, job_id: int, acting_user, config: BillingConfig | None = None
-) -> ImportJob:
+def import_job_check(*, job_id: int, acting_user, config: BillingConfig | None = None) -> ImportJob:
     """Dry-run the job's files through the import service and keep the receipt on the job."""
     config = _config(config)
     job = ImportJob.objects.select_related("source").get(pk=job_id)
@@ -339,9 +337,7 @@ def import_job_confirm(*, job_id: int, acting_user) -> ImportJob:
     return import_job_run(job_id=job_id, acting_user=acting_user)
 
 
-def import_job_run(
-    *, job_id: int, acting_user, config: BillingConfig | None = None
-) -> ImportJob:
+def import_job_run(*, job_id: int, acting_user, config: BillingConfig | None = None) -> ImportJob:
     """Import a queued job's files for real. Idempotent: a job already done does nothing."""
     config = _config(config)
     runnable = (ImportJob.Status.QUEUED, ImportJob.Status.IMPORTING)
@@ -525,4 +521,3 @@ class _Progress:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-

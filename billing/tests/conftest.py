@@ -189,7 +189,8 @@ def make_charges(db):
         import_run=record, name="factory.csv", sha256="0" * 64, size_bytes=0, rows=0
     )
 
-    def make(costs, **fields) -> list[Charge]:
+    def make(costs, *, period=period, **fields) -> list[Charge]:
+        """`period`: another (open) period than 2025-01; charges go only into open periods."""
         start = Charge.objects.count()
         charges = [
             Charge(

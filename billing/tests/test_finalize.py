@@ -194,3 +194,19 @@ def test_admin_period_action_and_edit_refused(finalized, boss):
     edit = boss.post(f"/admin/billing/billingperiod/{finalized.pk}/change/", {"key": "2025-02"})
     assert edit.status_code == 403
     assert BillingPeriod.objects.get(pk=finalized.pk).status == "finalized"
+
+
+def test_review_command_refused_by_the_database_when_the_service_check_is_missing(
+    finalized, run, monkeypatch
+):
+    """The database guard is the backstop: a service that forgot `period_writable` still gets a
+    sentence naming the finalized period, not a traceback, and nothing changes."""
+    from billing.services import review as review_services
+
+    monkeypatch.setattr(
+        review_services, "period_writable", lambda pk, **kw: BillingPeriod.objects.get(pk=pk)
+    )
+    before = db_state()
+    with pytest.raises(CommandError, match="refused by the database: finalized period"):
+        run("review", "reject", "--id", Charge.objects.get(resource_id="clean").pk, "--note", "x")
+    assert db_state() == before

@@ -9,6 +9,7 @@ from billing.management.base import BillingCommand
 from billing.models import BillingPeriod
 from billing.selectors import period_list, period_summary
 from billing.services import PeriodError, period_close, period_finalize, period_open
+from billing.services.periods import guard_refusals
 
 
 class Command(BillingCommand):
@@ -51,9 +52,10 @@ class Command(BillingCommand):
         if action == "reopen" and not BillingPeriod.objects.filter(key=options["period"]).exists():
             raise CommandError(f"period {options['period']} does not exist")
         try:
-            period = service(
-                key=options["period"], acting_user=acting_user, reason=options["reason"]
-            )
+            with guard_refusals():
+                period = service(
+                    key=options["period"], acting_user=acting_user, reason=options["reason"]
+                )
         except PeriodError as exc:
             raise CommandError(str(exc)) from None
         except OperationalError as exc:

@@ -15,6 +15,7 @@ from billing.services import (
     charge_reject,
     charge_return,
 )
+from billing.services.periods import guard_refusals
 
 
 class Command(BillingCommand):
@@ -93,12 +94,13 @@ class Command(BillingCommand):
                 {k: options[k] for k in ("pi_email", "project_id", "fund_org", "save_mapping")}
             )
         try:
-            result = service(
-                charges=charges,
-                acting_user=self.acting_user(options),
-                note=options["note"],
-                **kwargs,
-            )
+            with guard_refusals():
+                result = service(
+                    charges=charges,
+                    acting_user=self.acting_user(options),
+                    note=options["note"],
+                    **kwargs,
+                )
         except (ReviewError, PeriodError) as exc:
             raise CommandError(str(exc)) from None
         if options["json"]:

@@ -84,13 +84,13 @@ def world(make_charges, django_capture_on_commit_callbacks) -> World:  # noqa: F
     february = BillingPeriod.objects.create(key="2025-02")
     feb = make_charges(
         [Decimal("3.333"), Decimal("3.333"), Decimal("50.00")],
+        period=february,
         pi=ada,
         project=engines,
         fund_org="MATH-1843",
         service_name="Compute",
         billing_period_start=datetime(2025, 2, 1, tzinfo=UTC),
     )
-    Charge.objects.filter(pk__in=[c.pk for c in feb]).update(period=february)
     Charge.objects.filter(pk=feb[2].pk).update(
         review_status=Charge.ReviewStatus.FLAGGED, flags=int(Flag.FUND_ORG_PATTERN)
     )
