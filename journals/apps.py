@@ -10,6 +10,9 @@ class JournalsConfig(AppConfig):
 
         from .selectors import period_has_journal
 
-        register_finalize_check(period_has_journal, "no general-ledger journal has been exported")
+        register_finalize_check(
+            period_has_journal,
+            "no general-ledger journal has been exported since the statements last changed",
+        )
 
         from . import dbguards  # noqa: F401  (registers this app's database guards)

@@ -200,7 +200,11 @@ def journal_build(
         period, config, with_list=template.kind == JournalTemplate.Kind.SUMMARY
     )
     records = selectors.statements_on_record(period)
-    untied = selectors.statement_tie(period, groups, records) if records else []
+    # An open period's journal is a draft and may come before its statements; a closed or
+    # finalized period's journal is the accounting record and ties to the statements on record.
+    untied = (
+        selectors.statement_tie(period, groups, records) if records or not period.is_open() else []
+    )
     if untied:
         raise JournalRefused(untied)
     if not groups:

@@ -54,8 +54,28 @@ BILLABLE = list(Charge.BILLABLE_STATUSES)
 
 
 def period_has_journal(period: BillingPeriod) -> bool:
-    """True when a general-ledger journal has been exported for the period."""
-    return JournalExport.objects.filter(period=period, kind=JournalTemplate.Kind.GL).exists()
+    """True when a general-ledger journal was exported after the statements last changed.
+
+    An export ties to the statements on record when it is made (build.py refuses otherwise), so
+    the latest one still does unless a later generation changed a statement. For the finalize
+    check: a journal exported before a revision is not the month's record.
+    """
+    from statements.models import StatementRun  # journals build on statements
+
+    latest = (
+        JournalExport.objects.filter(period=period, kind=JournalTemplate.Kind.GL)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if latest is None:
+        return False
+    later_runs = StatementRun.objects.filter(
+        period=period, kind=StatementRun.Kind.GENERATE, created_at__gte=latest.created_at
+    ).values_list("summary", flat=True)
+    return not any(
+        any(n for kind, n in (summary or {}).get("changes", {}).items() if kind != "unchanged")
+        for summary in later_runs
+    )
 
 
 def period_exports(period: BillingPeriod):

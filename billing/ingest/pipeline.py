@@ -9,9 +9,10 @@ Invariants:
   decisions, rows no longer delivered are removed, new rows are added. The same files twice
   change nothing and report `unchanged`. `append` adds the files' rows instead; a file already
   appended for the source (same content hash, its charges still present) is skipped.
-- With a requested month (`-p`), only that month is replaced: rows of other months are flagged
-  `other_period` and matched by fingerprint (kept when already there, added when not), and
-  nothing in those other months is ever removed.
+- With a requested month (`-p`), the files are that month's delivery: every row is billed in
+  it, rows that name another month are flagged `other_period` for review (a late credit for a
+  closed or finalized month lands here, never there), and only that month of the source is
+  replaced. Nothing in any other month is touched.
 - Closed and finalized periods refuse imports, and never take one: every month the import writes
   is locked FOR SHARE (PostgreSQL) when first touched and its status read under that lock, so a
   close or finalize waits for the import's commit, and an import that waited for a close is

@@ -327,6 +327,10 @@ class RowBuilder:
         if requested:
             other = [int(Flag.OTHER_PERIOD) * (key != requested) for key in out.period_keys]
             flags |= np.array(other, dtype=np.int64)[out.period_codes]
+            # A delivery for a requested month is billed in that month, whatever month a row
+            # names: a late credit for a finalized month lands, flagged, in the month delivered.
+            out.period_keys = [requested]
+            out.period_codes = np.zeros(n, dtype=np.int64)
         out.flags = flags
         columns["flags"] = pa.array(flags)
         columns["review_status"] = pc.if_else(pa.array(flags != 0), "flagged", "clean")

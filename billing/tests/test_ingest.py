@@ -384,7 +384,7 @@ def test_other_currency_is_flagged_and_totalled_apart(ingest, write_focus):
     assert receipt["rows_flagged"] == 1
 
 
-def test_row_from_another_month_is_imported_in_its_own_month_and_flagged(ingest, write_focus):
+def test_row_from_another_month_is_billed_in_the_requested_month_and_flagged(ingest, write_focus):
     path = write_focus(
         [
             {"BilledCost": "10.00"},
@@ -398,11 +398,11 @@ def test_row_from_another_month_is_imported_in_its_own_month_and_flagged(ingest,
 
     receipt = ingest(path, source="aws", extra=("-p", "2025-01"))
 
-    assert receipt["periods"] == ["2024-12", "2025-01"]
-    december = only_charge(period__key="2024-12")
-    assert Flag(december.flags) == Flag.OTHER_PERIOD
-    assert december.billed_cost == D("4.00")
-    assert only_charge(period__key="2025-01").flags == 0
+    assert receipt["periods"] == ["2025-01"]
+    assert not Charge.objects.filter(period__key="2024-12").exists()
+    late = only_charge(period__key="2025-01", billed_cost=Decimal("4.00"))
+    assert Flag(late.flags) == Flag.OTHER_PERIOD
+    assert only_charge(period__key="2025-01", billed_cost=Decimal("10.00")).flags == 0
 
 
 def test_flag_pattern_matches_service_or_resource(write_focus):
@@ -940,7 +940,8 @@ def test_closed_period_refuses_a_file_mixing_open_and_closed_months(
         name="mixed.csv",
     )
 
-    message = assert_refused(run, config_path, path, extra=("-p", "2025-02"))
+    # Without -p the file claims both months, and January is closed: refused, nothing written.
+    message = assert_refused(run, config_path, path)
 
     assert "2025-01" in message
     assert db_state() == closed

@@ -67,31 +67,36 @@ def test_requested_month_replaces_that_month_only(ingest, write_focus):
     january = write_focus([{"BilledCost": "10.00"}, dec_row("3.00", "late-1")], name="jan.csv")
     receipt = ingest(january, source="aws", extra=("-p", "2025-01"))
 
-    # December keeps its 25 charges and gains the late row, flagged; nothing of it was removed.
-    assert Charge.objects.filter(period__key="2024-12").count() == 26
-    assert billed_total(period__key="2024-12") == dec_total + D("3.00")
-    late = Charge.objects.get(period__key="2024-12", resource_id="late-1")
+    # December keeps its 25 charges, untouched; the late row is January's delivery, billed in
+    # January and flagged for review. The receipt names only the month it claimed.
+    assert Charge.objects.filter(period__key="2024-12").count() == 25
+    assert billed_total(period__key="2024-12") == dec_total
+    late = Charge.objects.get(resource_id="late-1")
+    assert late.period.key == "2025-01"
     assert Flag(late.flags) & Flag.OTHER_PERIOD
-    assert receipt["changes"]["2024-12"] == {
-        "rows_added": 1,
+    assert set(receipt["changes"]) == {"2025-01"}
+    assert receipt["changes"]["2025-01"] == {
+        "rows_added": 2,
         "rows_removed": 0,
         "rows_unchanged": 0,
-        "billed_change": {"USD": "3.00"},
+        "billed_change": {"USD": "13.00"},
     }
-    assert receipt["changes"]["2025-01"]["rows_added"] == 1
 
-    # The same delivery again changes nothing, in either month.
+    # The same delivery again changes nothing.
     again = ingest(january, source="aws", extra=("-p", "2025-01"))
     assert again["status"] == "unchanged"
-    assert again["changes"]["2024-12"]["rows_unchanged"] == 1
-    assert Charge.objects.filter(period__key="2024-12").count() == 26
+    assert again["changes"]["2025-01"]["rows_unchanged"] == 2
 
-    # A restated January replaces January and still leaves December alone.
+    # December closed and finalized or not, a late row for it never reaches it.
+    from billing.services.periods import period_close
+
+    period_close(key="2024-12")
     restated = write_focus([{"BilledCost": "11.00"}, dec_row("3.00", "late-1")], name="j2.csv")
     replaced = ingest(restated, source="aws", extra=("-p", "2025-01"))
     assert replaced["status"] == "replaced"
-    assert billed_total(period__key="2025-01") == D("11.00")
-    assert Charge.objects.filter(period__key="2024-12").count() == 26
+    assert billed_total(period__key="2025-01") == D("14.00")
+    assert Charge.objects.filter(period__key="2024-12").count() == 25
+    assert billed_total(period__key="2024-12") == dec_total
     assert replaced["changes"]["2025-01"]["billed_change"] == {"USD": "1.00"}
 
 

@@ -75,10 +75,12 @@ def test_a_timestamp_is_given_its_month_in_utc(ingest, write_focus):
 
     receipt = ingest(path, source="aws", extra=("-p", "2025-01"))
 
-    assert receipt["periods"] == ["2024-12", "2025-01"]
-    december = Charge.objects.get(period__key="2024-12")
+    # 2024-12-31 23:30 UTC: a December row, flagged; billed in the month delivered (-p).
+    assert receipt["periods"] == ["2025-01"]
+    december = Charge.objects.get(billed_cost=D("3.00"))
     assert december.flags & Flag.OTHER_PERIOD
-    assert december.billed_cost == D("3.00")
+    assert december.period.key == "2025-01"
+    assert december.billing_period_start.isoformat() == "2024-12-31T23:30:00+00:00"
 
 
 @pytest.mark.parametrize(

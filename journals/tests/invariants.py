@@ -345,6 +345,10 @@ class Ledger:
                 )
         if not tie or "tie" in self.ignore:
             return
+        if not self.current_statements(period) and all(
+            e.period_status == "open" for e in latest.values()
+        ):
+            return  # a draft journal of an open month may come before its statements
         want: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         for (_, _, fund, currency), due in self.current_statements(period).items():
             want[(fund, currency)] += due

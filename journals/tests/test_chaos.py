@@ -64,6 +64,9 @@ def test_the_checker_sees_a_planted_defect(chaos_env):
     an edited audit event are each reported."""
     import random
 
+    from django.db import connection
+
+    from accounts.dbguards import guards_suspended
     from accounts.models import AuditEvent
     from billing.models import Charge
 
@@ -81,7 +84,13 @@ def test_the_checker_sees_a_planted_defect(chaos_env):
     doubled.fingerprint = "f" * 32
     doubled.save()
     event = AuditEvent.objects.order_by("pk").first()
-    AuditEvent.objects.filter(pk=event.pk).update(reason="rewritten")
+    with connection.cursor() as cursor:  # as a database owner would, the guard set aside
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE accounts_auditevent DISABLE TRIGGER USER")
+        with guards_suspended():
+            AuditEvent.objects.filter(pk=event.pk).update(reason="rewritten")
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE accounts_auditevent ENABLE TRIGGER USER")
     found = "\n".join(chaos.check([]))
     assert "charges of aws 2026-01" in found and "1 missing" in found
     assert "charges of lab 2026-01" in found and "1 not from a live file" in found

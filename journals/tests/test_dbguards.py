@@ -23,8 +23,8 @@ from accounts.dbguards import (
 from accounts.models import AuditEvent
 from billing.models import BillingPeriod, Charge, ReviewDecision
 from billing.services import (
-    charge_approve,
     charge_reject,
+    charge_return,
     period_close,
     period_finalize,
     period_open,
@@ -190,9 +190,11 @@ def test_shell_write_to_a_finalized_period_is_refused(finalized, name):
 def test_legitimate_paths_still_work(load_rows, small_config, django_capture_on_commit_callbacks):
     """Import into open, review, close, reopen, close, generate, export, finalize."""
     load_rows(ROWS)
-    charge_approve(charges=Charge.objects.filter(resource_id="untagged"))
+    untagged = Charge.objects.filter(resource_id="untagged")
+    charge_reject(charges=untagged, note="in open")  # (unattributed: approval is refused)
+    charge_return(charges=untagged)
     period_close(key="2025-01")
-    charge_reject(charges=Charge.objects.filter(resource_id="untagged"), note="in closed")
+    charge_reject(charges=untagged, note="in closed")
     period_open(key="2025-01", reason="late file")
     # A re-delivery of the month with one more row.
     load_rows([*ROWS, {"BilledCost": "1.00", "ResourceId": "late", "Tags": GOOD_TAGS}])
