@@ -311,3 +311,38 @@ def test_guards_suspended_is_sqlite_only_and_scoped(finalized):
             Charge.objects.filter(period=finalized).update(resource_name="maintenance")
             transaction.set_rollback(True)
     refused(lambda: Charge.objects.filter(period=finalized).update(resource_name="x"), "finalized")
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's importer-only path")
+def test_the_sqlite_importer_sets_the_insert_guard_aside_only_inside_its_transaction(
+    load_rows, monkeypatch
+):
+    """The importer drops the charge INSERT trigger inside its own transaction and puts it back
+    before commit; a refused import's rollback puts it back too; other writers always meet it."""
+    from billing.ingest import loader
+    from billing.ingest.errors import ImportRefused
+
+    seen = []
+    insert = loader._insert
+
+    def insert_and_look(raw, vendor, rows):
+        (present,) = raw.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'oc_guard_charge_insert'"
+        ).fetchone()
+        seen.append(present)
+        insert(raw, vendor, rows)
+
+    monkeypatch.setattr(loader, "_insert", insert_and_look)
+    load_rows(ROWS)
+    assert Charge.objects.exists()
+    assert seen and set(seen) == {0}  # set aside while the importer wrote
+    assert not missing_guards()  # back after commit
+
+    period_close(key="2025-01")
+    with pytest.raises(ImportRefused):
+        load_rows([*ROWS, {"BilledCost": "1.00", "ResourceId": "late", "Tags": GOOD_TAGS}])
+    assert not missing_guards()  # back after the refusal's rollback
+    # And it still refuses a write that is not the importer's.
+    charge = Charge.objects.first()
+    charge.pk, charge.fingerprint = None, "0" * 32
+    refused(charge.save, "period not open")
