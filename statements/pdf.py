@@ -542,7 +542,8 @@ def render_pdf(data: PdfData) -> bytes:
     story = _header(data) + _summary(data)
     if data.note:
         story.append(TextBlock([(BOLD, 9, 12, colors.black, data.note)], space_before=6))
-    story += _service_table(data) + _detail_table(data)
+    if data.sections:  # a zero revision has no charges: its note says why, and no empty tables
+        story += _service_table(data) + _detail_table(data)
     contact = (
         f"Questions about this statement? Contact {data.contact_email}."
         if data.contact_email
