@@ -540,6 +540,9 @@ class RowBuilder:
         return hit
 
 
+NEW_REFERENCE_LOCK_CLASS = 0x0CB3  # pg_advisory_xact_lock(class, 0) while creating PIs/projects
+
+
 def _get_or_insert(model, key: str, value: str) -> int:
     """The id of the PI or project with this unique key (email, code), inserting it if absent.
 
@@ -553,6 +556,15 @@ def _get_or_insert(model, key: str, value: str) -> int:
     table = connection.ops.quote_name(model._meta.db_table)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Imports that create new PIs or projects take turns (until commit): two imports
+            # inserting x then y and y then x would otherwise wait on each other's uncommitted
+            # row, a deadlock. Only an import that meets a PI or project it can't find pays.
+            cursor.execute(f"SELECT id FROM {table} WHERE {key} = %s", [value])
+            row = cursor.fetchone()
+            if row is not None:
+                return row[0]
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [NEW_REFERENCE_LOCK_CLASS])
         cursor.execute(
             f"INSERT INTO {table} ({key}, name, created_at) VALUES (%s, '', %s) "
             f"ON CONFLICT ({key}) DO NOTHING RETURNING id",

@@ -411,3 +411,43 @@ def test_sqlite_import_and_close_wait_for_the_writer_then_refuse_clearly(tmp_pat
     refused = manage(db, "ingest", path, "-s", "aws", "-c", EXAMPLE_CONFIG)
     assert refused.returncode == 1 and "closed" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@postgres_only
+def test_imports_creating_the_same_new_pis_in_opposite_orders_never_deadlock(
+    write_focus, monkeypatch
+):
+    """A creates x then y, B creates y then x. Each import, after its first new PI, waits a
+    moment for the other to have created one too (the worst interleaving): without turns that
+    is a deadlock and PostgreSQL kills one import."""
+    from billing.ingest import rows as rows_module
+
+    insert = rows_module._get_or_insert
+    done_first: set[str] = set()
+
+    def insert_then_wait(model, key, value):
+        pk = insert(model, key, value)
+        name = threading.current_thread().name
+        if model is PI and name not in done_first:
+            done_first.add(name)
+            # Both have made their first PI (no turns), or the other waits for ours (turns).
+            deadline = time.monotonic() + 3
+            while len(done_first) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return pk
+
+    monkeypatch.setattr(rows_module, "_get_or_insert", insert_then_wait)
+    x = tags(pi_email="x@example.edu", project_id="px", fund_org="MATH-1843")
+    y = tags(pi_email="y@example.edu", project_id="py", fund_org="MATH-1843")
+    one = write_focus([{"Tags": x, "ResourceId": "a"}, {"Tags": y, "ResourceId": "b"}], "1.csv")
+    two = write_focus([{"Tags": y, "ResourceId": "c"}, {"Tags": x, "ResourceId": "d"}], "2.csv")
+    period_open(key="2025-01")
+    first = import_on_thread("one", one, "aws")
+    second = import_on_thread("two", two, "azure")
+    first.start()
+    second.start()
+    finish(first, second)
+    assert first.error is None, first.error
+    assert second.error is None, second.error
+    assert PI.objects.filter(email__in=["x@example.edu", "y@example.edu"]).count() == 2
+    assert Charge.objects.count() == 4
