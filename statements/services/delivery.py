@@ -92,10 +92,11 @@ def statement_render(statement_id: int) -> str:
                 locked.save(update_fields=["status", "error", "updated_at"])
         _after_render(statement_id)
         return "failed"
-    name = pdf_name(statement)
-    if default_storage.exists(name):  # an earlier delivery of this task wrote it
-        default_storage.delete(name)
-    stored = default_storage.save(name, ContentFile(content))
+    # Never delete-then-write a shared name: two deliveries of this task may run at once (acks
+    # late, a regeneration's on-commit render beside a worker's). Each saves under a name of its
+    # own (the storage adds a suffix when the name is taken); the conditional UPDATE below picks
+    # one, and the other deletes only the file it wrote.
+    stored = default_storage.save(pdf_name(statement), ContentFile(content))
     # One conditional UPDATE: only the version that was drawn, only if still rendering.
     current = Statement.objects.filter(
         pk=statement_id, version=version, status=Statement.Status.RENDERING

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from billing.models import BillingPeriod
@@ -64,3 +66,46 @@ def test_a_resend_after_finalizing_writes_no_statement_row(
     assert new.status == "sent" and new.resend_of == email
     assert list(Statement.objects.order_by("pk").values()) == before
     assert BillingPeriod.objects.get(key="2025-01").status == "finalized"
+
+
+@pytest.mark.django_db
+def test_two_renders_of_one_statement_at_once_leave_the_winners_file_alone(
+    january, run_json, config_path, monkeypatch
+):
+    """A render task delivered twice (acks late) may run twice at once. Each writes a file of
+    its own; the one whose conditional UPDATE wins keeps its file, the other deletes only its
+    own. (Deleting and re-writing one shared name let the loser delete the winner's file, and
+    the winner's own chmod fail with FileNotFoundError: found by the concurrent chaos test.)"""
+    from django.core.files.storage import default_storage
+
+    from statements.services import delivery
+
+    run_json("generate", "-p", "2025-01", "-c", config_path)
+    statement = Statement.objects.order_by("pk").first()
+    Statement.objects.filter(pk=statement.pk).update(status=Statement.Status.RENDERING)
+    draw = delivery.render_pdf
+    inner = {}
+
+    def draw_while_another_render_runs(data):
+        if not inner:
+            inner["outcome"] = "running"
+            inner["outcome"] = delivery.statement_render(statement.pk)
+            inner["path"] = Statement.objects.get(pk=statement.pk).pdf_path
+        return draw(data)
+
+    monkeypatch.setattr(delivery, "render_pdf", draw_while_another_render_runs)
+    deleted = []
+    delete = default_storage.delete
+    monkeypatch.setattr(
+        default_storage, "delete", lambda name: (deleted.append(name), delete(name))[1]
+    )
+    outer = delivery.statement_render(statement.pk)
+
+    assert (inner["outcome"], outer) == ("rendered", "stale")
+    statement.refresh_from_db()
+    assert statement.status == Statement.Status.READY and statement.pdf_path == inner["path"]
+    assert inner["path"] not in deleted  # the loser deleted only the file it wrote
+    assert len(deleted) == 1
+    folder = os.path.dirname(default_storage.path(statement.pdf_path))
+    mine = [n for n in os.listdir(folder) if n.startswith(statement.number + "-")]
+    assert mine == [statement.pdf_path.rsplit("/", 1)[1]]  # the loser's file is gone
