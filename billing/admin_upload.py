@@ -213,10 +213,17 @@ class ImportJobAdmin(admin.ModelAdmin):
         job = get_object_or_404(ImportJob.objects.select_related("source", "acting_user"), pk=pk)
         receipt = job.receipt or {}
         check = (receipt.get("check") if job.status == ImportJob.Status.DONE else receipt) or {}
-        change = check.get("billed_change") or {}
         currency_rows = [
-            {"currency": cur, **totals, "change": change.get(cur, "0")}
-            for cur, totals in (check.get("totals") or {}).items()
+            {"currency": cur, **totals} for cur, totals in (check.get("totals") or {}).items()
+        ]
+        # What changes in each month, apart: a change in one month never nets against another.
+        month_rows = [
+            {
+                "period": key,
+                **{k: v for k, v in change.items() if k != "billed_change"},
+                "billed_change": sorted((change.get("billed_change") or {}).items()),
+            }
+            for key, change in sorted((check.get("changes") or {}).items())
         ]
         context = self._context(
             request,
@@ -225,6 +232,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             receipt=receipt,
             check=check,
             currency_rows=currency_rows,
+            month_rows=month_rows,
             running=job.status in RUNNING,
             refresh_seconds=2,
             percent=_percent(job),

@@ -173,7 +173,8 @@ def test_replacement_receipt_says_what_would_change(admin_client):
     assert (receipt["rows_added"], receipt["rows_removed"], receipt["rows_unchanged"]) == (2, 3, 29)
     assert receipt["billed_change"] == {"USD": "-13.2913685423"}
     html = response.content.decode()
-    assert 'data-receipt="change-USD">-13.2913685423<' in html
+    # Per month, never netted across months.
+    assert 'data-receipt="change-2026-10-USD">USD -13.2913685423<' in html
     assert charges_state() == before
     admin_client.post(job_url(job, "confirm"))
     assert billed(period__key="2026-10") == Decimal("157.2722230454")
