@@ -92,7 +92,7 @@ def world(make_charges, django_capture_on_commit_callbacks) -> World:  # noqa: F
         billing_period_start=datetime(2025, 2, 1, tzinfo=UTC),
     )
     Charge.objects.filter(pk=feb[2].pk).update(
-        review_status=Charge.ReviewStatus.FLAGGED, flags=int(Flag.FUND_ORG_PATTERN)
+        review_status=Charge.ReviewStatus.FLAGGED, flags=int(Flag.PATTERN_MATCH)
     )
     ada_user = _user("ada@example.edu")
     bob_user = _user("bob@example.edu")
