@@ -337,7 +337,7 @@ def test_two_sources_into_a_new_month_create_a_new_pi_once(write_focus, hold_imp
 @postgres_only
 def test_many_imports_at_once_count_every_row_once(write_focus):
     sources = ["aws", "azure", "hpc", "it_storage", "storage"]
-    shared = tags(pi_email="shared@example.edu", project_id="shared", fund_org="MATH-1843")
+    shared = tags(pi_email="common@example.edu", project_id="common", fund_org="MATH-1843")
     files, expected = {}, {}
     for n, source in enumerate(sources):
         rows = [
@@ -361,7 +361,7 @@ def test_many_imports_at_once_count_every_row_once(write_focus):
         assert statuses == ["imported", "unchanged"], source
         assert Charge.objects.filter(source__name=source).count() == 41
         assert billed_total(source__name=source) == expected[source]
-    assert PI.objects.filter(email="shared@example.edu").count() == 1
+    assert PI.objects.filter(email="common@example.edu").count() == 1
     assert connection.vendor == "postgresql"
 
 

@@ -297,7 +297,7 @@ class Chaos:
         if kind == "same":
             with self.lock:
                 path = rng.choice(self.files[(source, period)])
-        elif kind == "shared":  # the same new file, imported by every thread of the round
+        elif kind == "one_for_all":  # the same new file, imported by every thread of the round
             path = op.args.pop("path")
         else:
             path = self.new_file(rng, source, period, kind)
@@ -468,7 +468,7 @@ class Chaos:
                 for i in range(threads):
                     args = {"source": source, "period": period, "kind": "base"}
                     if shared:
-                        args.update(kind="shared", path=path)
+                        args.update(kind="one_for_all", path=path)
                     planned[i].append(Op("import", args))
                 self.stats["import storms"] += 1
             elif roll < 0.375 and threads > 1:
