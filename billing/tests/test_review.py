@@ -555,7 +555,8 @@ def test_pi_and_project_filters_find_their_charges(month, admin_client):
 
 
 def test_big_lists_say_more_than_the_cap_not_a_wrong_count(month, admin_client, monkeypatch):
-    from billing.admin_review import CappedCountPaginator, ReviewQueueAdmin
+    from billing.admin.review import ReviewQueueAdmin
+    from billing.admin.widgets import CappedCountPaginator
 
     monkeypatch.setattr(CappedCountPaginator, "CAP", 2)
     monkeypatch.setattr(ReviewQueueAdmin, "list_per_page", 1)
@@ -572,8 +573,8 @@ def test_pages_in_and_beyond_the_counted_head_hold_the_right_charges(
     month, admin_client, monkeypatch
 ):
     """Pages up to the cap come from one query of ids; later pages and other orders don't."""
-    from billing.admin import ChargeAdmin
-    from billing.admin_review import CappedCountPaginator
+    from billing.admin.charges import ChargeAdmin
+    from billing.admin.widgets import CappedCountPaginator
 
     monkeypatch.setattr(CappedCountPaginator, "CAP", 2)
     monkeypatch.setattr(ChargeAdmin, "list_per_page", 1)

@@ -11,7 +11,7 @@ from django.contrib.messages.storage.fallback import FallbackStorage
 from django.test import RequestFactory
 
 from accounts.models import AuditEvent, User
-from billing.admin_pis import PIPeriodFilter, invite_pis_action
+from billing.admin.pis import PIPeriodFilter, invite_pis_action
 from billing.models import PI, PIDelegate
 from billing.services.pis import (
     PIAccessError,

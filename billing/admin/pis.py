@@ -2,10 +2,7 @@
 for "PIs with charges in a period" (so "invite all PIs of a period" is: filter, select all,
 invite), and a read-only list of a PI's delegates.
 
-billing/admin.py wires them into PIAdmin:
-
-    from .admin_pis import PIDelegateInline, PIPeriodFilter, invite_pis_action
-    list_filter = (PIPeriodFilter,); actions = [invite_pis_action]; inlines = [PIDelegateInline]
+and the PI admin that uses them.
 """
 
 from __future__ import annotations
@@ -14,8 +11,8 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 
-from .models import BillingPeriod, Charge, PIDelegate
-from .services.pis import pi_invite
+from ..models import PI, BillingPeriod, Charge, PIDelegate
+from ..services.pis import pi_invite
 
 
 class PIPeriodFilter(admin.SimpleListFilter):
@@ -82,3 +79,13 @@ def invite_pis_action(modeladmin, request, queryset):
         "select_across": request.POST.get("select_across") == "1",
     }
     return TemplateResponse(request, "admin/billing/pi/invite_confirmation.html", context)
+
+
+@admin.register(PI)
+class PIAdmin(admin.ModelAdmin):
+    list_display = ("email", "name", "user")
+    list_filter = (PIPeriodFilter,)
+    search_fields = ("email", "name")
+    raw_id_fields = ("user",)
+    actions = [invite_pis_action]
+    inlines = [PIDelegateInline]

@@ -12,16 +12,13 @@ import functools
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.paginator import Paginator
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.template.response import TemplateResponse
-from django.utils.functional import cached_property
-from django.utils.html import format_html, format_html_join
 
-from .config import ConfigError, load_config
-from .models import PI, Charge, Flag, Project, ReviewItem
-from .money import ZERO, AsNumber, ExactSum
-from .services import (
+from ..config import ConfigError, load_config
+from ..models import Charge, Flag, ReviewItem
+from ..money import ZERO, AsNumber, ExactSum
+from ..services import (
     PeriodError,
     ReviewError,
     charge_approve,
@@ -29,220 +26,18 @@ from .services import (
     charge_reject,
     charge_return,
 )
+from .widgets import (
+    CappedCountPaginator,
+    ExactSearchMixin,
+    PIFilter,
+    ProjectFilter,
+    QueueStatusFilter,
+    ReasonFilter,
+    ServiceFilter,
+    reason_labels,
+)
 
 Status = Charge.ReviewStatus
-
-
-# ---- filters ------------------------------------------------------------------------------
-
-
-class ReasonFilter(admin.SimpleListFilter):
-    title = "reason"
-    parameter_name = "reason"
-
-    def lookups(self, request, model_admin):
-        return [(flag.code, flag.label) for flag in Flag]
-
-    def queryset(self, request, queryset):
-        if not self.value():
-            return queryset
-        try:
-            flag = Flag.from_code(self.value())
-        except ValueError:
-            return queryset.none()
-        return queryset.alias(flag_hit=F("flags").bitand(int(flag))).filter(flag_hit__gt=0)
-
-
-class QueueStatusFilter(admin.SimpleListFilter):
-    """The queue shows what awaits a decision unless asked for the decided ones."""
-
-    title = "review status"
-    parameter_name = "status"
-
-    def lookups(self, request, model_admin):
-        return [
-            ("approved", "Approved"),
-            ("rejected", "Rejected"),
-            ("all", "All reviewed or waiting"),
-        ]
-
-    def choices(self, changelist):
-        yield {
-            "selected": self.value() is None,
-            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
-            "display": "Flagged (waiting)",
-        }
-        for lookup, title in self.lookup_choices:
-            yield {
-                "selected": self.value() == lookup,
-                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
-                "display": title,
-            }
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        if value == "all":
-            return queryset
-        if value in (Status.APPROVED, Status.REJECTED):
-            return queryset.filter(review_status=value)
-        return queryset.filter(review_status=Status.FLAGGED)
-
-
-class InputFilter(admin.SimpleListFilter):
-    """A text box instead of a list of every value (there may be thousands of PIs)."""
-
-    template = "admin/billing/input_filter.html"
-    lookup = ""
-
-    def lookups(self, request, model_admin):
-        return [("", "")]  # a filter with no lookups is hidden
-
-    def queryset(self, request, queryset):
-        value = (self.value() or "").strip()
-        return queryset.filter(**{self.lookup: value}) if value else queryset
-
-    def choices(self, changelist):
-        # The template needs the other filters' parameters to keep them when this one submits.
-        yield {
-            "value": self.value() or "",
-            "parameter_name": self.parameter_name,
-            "others": [
-                (key, value)
-                for key, values in changelist.params.items()
-                if key != self.parameter_name
-                for value in (values if isinstance(values, list) else [values])
-            ],
-            "clear": changelist.get_query_string(remove=[self.parameter_name]),
-        }
-
-
-class KeyInputFilter(InputFilter):
-    """Looks the typed value up in a small table first and filters charges by its keys.
-
-    `pi_id IN (…)` lets the database walk charges newest first and stop at a page, where a join
-    on the PI's email would make it read every charge of the period."""
-
-    model = None
-    field = ""
-    lookup = ""
-
-    def queryset(self, request, queryset):
-        value = (self.value() or "").strip()
-        if not value:
-            return queryset
-        keys = list(self.model.objects.filter(**{self.field: value}).values_list("pk", flat=True))
-        return queryset.filter(**{f"{self.lookup}__in": keys})
-
-
-class PIFilter(KeyInputFilter):
-    title = "PI email"
-    parameter_name = "pi_email"
-    model = PI
-    field = "email__iexact"
-    lookup = "pi_id"
-
-
-class ProjectFilter(KeyInputFilter):
-    title = "project id"
-    parameter_name = "project_id"
-    model = Project
-    field = "code"
-    lookup = "project_id"
-
-
-class ServiceFilter(InputFilter):
-    title = "service"
-    parameter_name = "service"
-    lookup = "service_name"
-
-
-# ---- searching and paging over a million rows ------------------------------------------------
-
-
-class ExactSearchMixin:
-    """The search box matches identifiers exactly as delivered, case included.
-
-    Django's `=field` search compares case-insensitively (LIKE on SQLite, UPPER() on
-    PostgreSQL), which costs a function call per row and column; resource ids, accounts, funds
-    and invoice ids are identifiers, so a plain `=` is both right and several times cheaper on a
-    scan of a million-row period."""
-
-    exact_search_fields: tuple[str, ...] = ()
-
-    def get_search_fields(self, request):
-        return self.exact_search_fields  # shows the box; the lookups are below
-
-    def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        match = Q()
-        for name in self.exact_search_fields:
-            match |= Q(**{name: term})
-        return queryset.filter(match), False
-
-
-class CappedCountPaginator(Paginator):
-    """Counts at most CAP + 1 rows, so a page of a million-row table never counts them all.
-
-    `capped` tells the templates to say "more than 10,000" instead of a number that would be
-    wrong; the confirmation page of an action still counts its selection exactly.
-
-    In the lists' own order (newest first), one query reads the ids of the first CAP + 1 rows:
-    that is both the count and every page up to the cap, so a filter the database can't answer
-    from an index (a PI, a searched resource id) costs one pass over the period instead of two,
-    one to count and one to fill the page.
-    """
-
-    CAP = 10_000
-    ID_ORDERINGS = {("-id",), ("-pk",), ("id",), ("pk",)}
-
-    @cached_property
-    def _head_ids(self) -> list[int] | None:
-        query = self.object_list.query
-        ordering = tuple(dict.fromkeys(query.order_by))  # the admin repeats its default order
-        if ordering not in self.ID_ORDERINGS or query.distinct:
-            return None
-        return list(self.object_list.values_list("pk", flat=True)[: self.CAP + 1])
-
-    @cached_property
-    def count(self):
-        if self._head_ids is not None:
-            return len(self._head_ids)
-        return self.object_list.order_by()[: self.CAP + 1].count()
-
-    @property
-    def capped(self) -> bool:
-        return self.count > self.CAP
-
-    def page(self, number):
-        ids = self._head_ids
-        number = self.validate_number(number)
-        bottom = (number - 1) * self.per_page
-        top = bottom + self.per_page
-        if ids is None or (self.capped and top > self.CAP):
-            return super().page(number)
-        return self._get_page(self.object_list.filter(pk__in=ids[bottom:top]), number, self)
-
-
-class FixedChoicesFilter(admin.SimpleListFilter):
-    """Choices from a fixed list instead of SELECT DISTINCT over a million rows."""
-
-    field = ""
-    values: tuple[str, ...] = ()
-
-    def lookups(self, request, model_admin):
-        return [(v, v) for v in self.values]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
-
-
-class ChargeCategoryFilter(FixedChoicesFilter):
-    title = "charge category"
-    parameter_name = "category"
-    field = "charge_category"
-    values = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
 
 
 # ---- totals -------------------------------------------------------------------------------
@@ -553,35 +348,3 @@ class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
 
 def _select_across(request) -> bool:
     return request.POST.get("select_across") == "1"
-
-
-def reason_labels(flags: int) -> str:
-    if not flags:
-        return "-"
-    return format_html_join(", ", "{}", ((Flag(f).label,) for f in Flag if flags & f))
-
-
-def review_history(charge: Charge) -> str:
-    """The charge's decisions, oldest first, as an HTML table for the detail page."""
-    decisions = charge.decisions.order_by("created_at", "id")
-    if not decisions:
-        return "No decisions yet."
-    rows = format_html_join(
-        "",
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        (
-            (
-                d.created_at.strftime("%Y-%m-%d %H:%M"),
-                d.get_action_display(),
-                d.actor,
-                ", ".join(f"{k}: {v}" for k, v in d.attribution.items()) or "",
-                d.note,
-            )
-            for d in decisions
-        ),
-    )
-    return format_html(
-        "<table><thead><tr><th>When</th><th>Decision</th><th>By</th><th>Attribution</th>"
-        "<th>Note</th></tr></thead><tbody>{}</tbody></table>",
-        rows,
-    )

@@ -22,9 +22,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from .config import ConfigError, load_config
-from .models import Flag, ImportJob
-from .services import uploads
+from ..config import ConfigError, load_config
+from ..models import Flag, ImportJob
+from ..services import uploads
 
 IMPORT_PERMISSION = "billing.add_import"
 RUNNING = (ImportJob.Status.CHECKING, ImportJob.Status.QUEUED, ImportJob.Status.IMPORTING)

@@ -1,0 +1,23 @@
+"""Billing's admin, one module per idea:
+
+- charges.py    the charge browser (read-only)
+- review.py     the review queue and its decisions
+- periods.py    billing periods and their lifecycle actions (and the registry other apps add to)
+- imports.py    import receipts
+- upload.py     uploading files to import, and the upload's progress page
+- pis.py        PIs, their delegates and portal invitations
+- reference.py  sources, projects and the account map
+- widgets.py    filters, search and paging shared by the lists
+"""
+
+from django.contrib import admin
+
+from . import charges, imports, periods, pis, reference, review, upload  # noqa: F401
+from .periods import register_period_action
+from .reference import AccountMappingResource
+
+__all__ = ["AccountMappingResource", "register_period_action"]
+
+admin.site.site_header = "OpenChargeback"
+admin.site.site_title = "OpenChargeback"
+admin.site.index_title = "Billing administration"

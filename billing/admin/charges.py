@@ -1,0 +1,169 @@
+"""The charge browser: every charge, read-only, built for a million rows: no full count, related
+rows joined in the same query, filters that match the (period, status) and (period, source)
+indexes. Decisions on flagged charges belong to the review queue (review.py)."""
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+
+from ..models import Charge
+from .widgets import (
+    CappedCountPaginator,
+    ChargeCategoryFilter,
+    ExactSearchMixin,
+    PIFilter,
+    ProjectFilter,
+    ReasonFilter,
+    ServiceFilter,
+    reason_labels,
+    review_history,
+)
+
+
+@admin.register(Charge)
+class ChargeAdmin(ExactSearchMixin, admin.ModelAdmin):
+    """Every charge, read-only. Decisions on flagged charges belong to the review services."""
+
+    list_display = (
+        "id",
+        "period",
+        "source",
+        "service_name",
+        "resource_id",
+        "billed",
+        "listed",
+        "billing_currency",
+        "pi",
+        "project",
+        "fund_org",
+        "review_status",
+        "reason_list",
+    )
+    list_filter = (
+        "review_status",
+        ReasonFilter,
+        "period",
+        "source",
+        PIFilter,
+        ProjectFilter,
+        ServiceFilter,
+        ChargeCategoryFilter,
+    )
+    list_select_related = ("period", "source", "pi", "project")
+    # Exact matches only: a substring search would read every row of a million-row period.
+    exact_search_fields = ("resource_id", "fund_org", "sub_account_id", "invoice_id")
+    search_help_text = "A resource id, fund/org, sub-account or invoice id, exactly as delivered."
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    list_per_page = 100
+    ordering = ("-id",)
+    raw_id_fields = ("pi", "project", "import_file")
+    fieldsets = (
+        ("Charge", {"fields": ("period", "source", "import_link", "line_number", "fingerprint")}),
+        (
+            "Costs",
+            {
+                "fields": (
+                    "billed_cost",
+                    "list_cost",
+                    "discount",
+                    "contracted_cost",
+                    "effective_cost",
+                    "billing_currency",
+                    "consumed_quantity",
+                    "consumed_unit",
+                )
+            },
+        ),
+        (
+            "What",
+            {
+                "fields": (
+                    "charge_category",
+                    "charge_class",
+                    "charge_description",
+                    "service_name",
+                    "service_category",
+                    "resource_id",
+                    "resource_name",
+                    "region_id",
+                    "sku_id",
+                )
+            },
+        ),
+        (
+            "When",
+            {
+                "fields": (
+                    "billing_period_start",
+                    "billing_period_end",
+                    "charge_period_start",
+                    "charge_period_end",
+                )
+            },
+        ),
+        (
+            "Accounts",
+            {
+                "fields": (
+                    "sub_account_id",
+                    "sub_account_name",
+                    "billing_account_id",
+                    "billing_account_name",
+                    "invoice_id",
+                    "provider_name",
+                )
+            },
+        ),
+        (
+            "Attribution",
+            {"fields": ("pi", "project", "fund_org", "cost_center", "reference_1", "reference_2")},
+        ),
+        ("Review", {"fields": ("review_status", "reason_list", "history")}),
+        ("Delivered data", {"fields": ("tags", "extra")}),
+    )
+
+    # Not sortable here: sorting a million rows by amount has no index to use. The review queue,
+    # a much smaller set, sorts by amount.
+    @admin.display(description="billed")
+    def billed(self, obj):
+        return obj.billed_cost
+
+    @admin.display(description="list")
+    def listed(self, obj):
+        return obj.list_cost
+
+    @admin.display(description="reasons")
+    def reason_list(self, obj):
+        return reason_labels(obj.flags)
+
+    @admin.display(description="discount (list − billed)")
+    def discount(self, obj):
+        return "-" if obj.discount_cost is None else obj.discount_cost
+
+    @admin.display(description="review history")
+    def history(self, obj):
+        return review_history(obj)
+
+    @admin.display(description="import")
+    def import_link(self, obj):
+        file = obj.import_file
+        url = reverse("admin:billing_import_change", args=[file.import_run_id])
+        return format_html('<a href="{}">{} (import #{})</a>', url, file.name, file.import_run_id)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields] + [
+            "reason_list",
+            "discount",
+            "history",
+            "import_link",
+        ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
