@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, pre_migrate
 
 
 class AccountsConfig(AppConfig):
@@ -11,4 +11,5 @@ class AccountsConfig(AppConfig):
         from . import dbguards, roles, signals  # noqa: F401  (signals: login, logout, failed login)
 
         post_migrate.connect(roles.sync_after_migrate, dispatch_uid="accounts.sync_roles")
+        pre_migrate.connect(dbguards.drop_before_migrate, dispatch_uid="accounts.dbguards.pre")
         post_migrate.connect(dbguards.install_after_migrate, dispatch_uid="accounts.dbguards")

@@ -45,10 +45,15 @@ class Guard:
     app_label: str
     name: str
     table: str
-    sqlite: str  # one CREATE TRIGGER statement
-    postgresql: tuple[str, ...]  # CREATE OR REPLACE FUNCTION ..., CREATE TRIGGER ...
+    sqlite: str  # one CREATE TRIGGER statement ("" where the rule needs none on SQLite)
+    postgresql: tuple[str, ...]  # CREATE OR REPLACE FUNCTION ..., CREATE TRIGGER ... (or ())
+
+    def applies_to(self, vendor: str) -> bool:
+        return bool(self.sqlite if vendor == "sqlite" else self.postgresql)
 
     def install_sql(self, vendor: str) -> list[str]:
+        if not self.applies_to(vendor):
+            return []
         if vendor == "sqlite":
             return [f"DROP TRIGGER IF EXISTS {self.name}", self.sqlite]
         return [f"DROP TRIGGER IF EXISTS {self.name} ON {self.table}", *self.postgresql]
@@ -62,19 +67,29 @@ def register_guard(guard: Guard) -> Guard:
     return guard
 
 
-def registered_guards(app_label: str | None = None) -> list[Guard]:
-    return [g for g in _REGISTRY.values() if app_label is None or g.app_label == app_label]
+def registered_guards(app_label: str | None = None, vendor: str | None = None) -> list[Guard]:
+    return [
+        g
+        for g in _REGISTRY.values()
+        if (app_label is None or g.app_label == app_label)
+        and (vendor is None or g.applies_to(vendor))
+    ]
 
 
 def install_guards(connection=None, *, app_label: str | None = None) -> int:
-    """(Re)install the registered guards whose tables exist; returns how many were installed."""
+    """(Re)install the registered guards whose tables exist; returns how many were installed.
+
+    Inside a `migrate` on SQLite, an app's migration asking for its guards gets none: they are
+    all installed once, at post_migrate (see `drop_before_migrate`)."""
     connection = connection or connections["default"]
     if connection.vendor not in VENDORS:
+        return 0
+    if app_label is not None and deferred_on(connection):
         return 0
     tables = set(connection.introspection.table_names())
     count = 0
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        for guard in registered_guards(app_label):
+        for guard in registered_guards(app_label, connection.vendor):
             if guard.table in tables:
                 for sql in guard.install_sql(connection.vendor):
                     cursor.execute(sql)
@@ -97,7 +112,11 @@ def missing_guards(connection=None) -> list[str]:
                 " AND pg_table_is_visible(c.oid)"
             )
         present = {(name, table) for name, table in cursor.fetchall()}
-    return [g.name for g in registered_guards() if (g.name, g.table) not in present]
+    return [
+        g.name
+        for g in registered_guards(vendor=connection.vendor)
+        if (g.name, g.table) not in present
+    ]
 
 
 def guard_refusal(exc: BaseException) -> str | None:
@@ -137,9 +156,32 @@ def _register_sqlite_function(sender, connection, **kwargs):
 connection_created.connect(_register_sqlite_function, dispatch_uid="accounts.dbguards.function")
 
 
+# SQLite remakes a table for most ALTERs (new table, copy, drop, rename), and refuses the rename
+# while a trigger on another table names the old one (the charge guards name the periods table,
+# the PI-login guard on accounts_user names billing_pi). So `migrate` on SQLite drops every guard
+# before the first migration and installs them all after the last; PostgreSQL keeps them.
+_migrating: set[str] = set()  # aliases of SQLite databases inside a migrate
+
+
+def deferred_on(connection) -> bool:
+    return connection.vendor == "sqlite" and connection.alias in _migrating
+
+
+def drop_before_migrate(sender, using="default", **kwargs):
+    """pre_migrate: on SQLite, drop every registered guard (post_migrate reinstalls them)."""
+    connection = connections[using]
+    if sender.label != "accounts" or connection.vendor != "sqlite":
+        return
+    _migrating.add(using)
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        for guard in registered_guards(vendor="sqlite"):
+            cursor.execute(f"DROP TRIGGER IF EXISTS {guard.name}")
+
+
 def install_after_migrate(sender, using="default", **kwargs):
     """post_migrate: reinstall every app's guards (a remade SQLite table lost its triggers)."""
     if sender.label == "accounts":  # once per migrate; every migration has run by now
+        _migrating.discard(using)
         install_guards(connections[using])
 
 

@@ -59,7 +59,8 @@ DROP_GUARDS = (
     "from django.db import connection;"
     "from accounts.dbguards import registered_guards;"
     "c=connection.cursor();"
-    "[c.execute(g.install_sql(connection.vendor)[0]) for g in registered_guards()]"
+    "[c.execute(g.install_sql(connection.vendor)[0])"
+    " for g in registered_guards(vendor=connection.vendor)]"
 )
 
 

@@ -243,3 +243,76 @@ period_guards(
     what="review decisions",
     period_of="(SELECT period_id FROM billing_reviewdecision WHERE id = {row}.reviewdecision_id)",
 )
+
+# --- A PI's portal login is never staff nor superuser ------------------------------------------
+# First made by migration 0007; registered here so that every `migrate` reinstalls them (SQLite
+# drops a table's triggers when it remakes the table for an ALTER of accounts_user or billing_pi).
+# PostgreSQL: the PI side locks the user row (FOR UPDATE), so a promotion and a link racing in two
+# transactions serialise on that row and the second sees the first. SQLite has one writer.
+
+PI_LOGIN = "A PI''s portal login can''t be staff or superuser"
+_PI_LOGIN_FN = f"""CREATE OR REPLACE FUNCTION billing_pi_login_not_staff() RETURNS trigger AS $$
+BEGIN
+  IF TG_TABLE_NAME = 'accounts_user' THEN
+    IF (NEW.is_staff OR NEW.is_superuser)
+       AND EXISTS (SELECT 1 FROM billing_pi WHERE user_id = NEW.id) THEN
+      RAISE EXCEPTION '{PI_LOGIN} (user %)', NEW.id USING ERRCODE = 'check_violation';
+    END IF;
+  ELSIF NEW.user_id IS NOT NULL THEN
+    PERFORM 1 FROM accounts_user WHERE id = NEW.user_id FOR UPDATE;
+    IF EXISTS (SELECT 1 FROM accounts_user
+               WHERE id = NEW.user_id AND (is_staff OR is_superuser)) THEN
+      RAISE EXCEPTION '{PI_LOGIN} (user %)', NEW.user_id USING ERRCODE = 'check_violation';
+    END IF;
+  END IF;
+  RETURN NEW;
+END
+$$ LANGUAGE plpgsql"""
+_PI_SIDE = (
+    "NEW.user_id IS NOT NULL AND EXISTS (SELECT 1 FROM accounts_user "
+    "WHERE id = NEW.user_id AND (is_staff OR is_superuser))"
+)
+register_guard(
+    Guard(
+        "billing",
+        "accounts_user_pi_login_not_staff",
+        "accounts_user",
+        "CREATE TRIGGER accounts_user_pi_login_not_staff"
+        " BEFORE UPDATE OF is_staff, is_superuser ON accounts_user"
+        " FOR EACH ROW WHEN (NEW.is_staff OR NEW.is_superuser)"
+        " AND EXISTS (SELECT 1 FROM billing_pi WHERE user_id = NEW.id)"
+        f" BEGIN SELECT RAISE(ABORT, '{PI_LOGIN}'); END",
+        (
+            _PI_LOGIN_FN,
+            "CREATE TRIGGER accounts_user_pi_login_not_staff"
+            " BEFORE UPDATE OF is_staff, is_superuser ON accounts_user"
+            " FOR EACH ROW EXECUTE FUNCTION billing_pi_login_not_staff()",
+        ),
+    )
+)
+# PostgreSQL has one trigger for INSERT OR UPDATE; SQLite needs one per operation.
+register_guard(
+    Guard(
+        "billing",
+        "billing_pi_login_not_staff",
+        "billing_pi",
+        "",
+        (
+            _PI_LOGIN_FN,
+            "CREATE TRIGGER billing_pi_login_not_staff"
+            " BEFORE INSERT OR UPDATE OF user_id ON billing_pi"
+            " FOR EACH ROW EXECUTE FUNCTION billing_pi_login_not_staff()",
+        ),
+    )
+)
+for _op, _when in (("insert", "INSERT"), ("update", "UPDATE OF user_id")):
+    register_guard(
+        Guard(
+            "billing",
+            f"billing_pi_login_not_staff_{_op}",
+            "billing_pi",
+            f"CREATE TRIGGER billing_pi_login_not_staff_{_op} BEFORE {_when} ON billing_pi"
+            f" FOR EACH ROW WHEN {_PI_SIDE} BEGIN SELECT RAISE(ABORT, '{PI_LOGIN}'); END",
+            (),
+        )
+    )

@@ -352,3 +352,33 @@ def test_the_pi_page_refuses_to_link_a_staff_login(client, finance, django_user_
     assert response.status_code == 200
     assert "staff need their own login" in response.content.decode()
     assert PI.objects.get(pk=pi.pk).user_id is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pi_login_triggers_come_back_after_a_table_is_remade(django_user_model):
+    """They are registered guards: a migration that remakes billing_pi or accounts_user (SQLite
+    drops the triggers with the old table; PostgreSQL keeps them) gets them back at migrate."""
+    from django.apps import apps
+    from django.db import connection
+
+    from accounts.dbguards import drop_before_migrate, install_after_migrate, missing_guards
+
+    assert missing_guards(connection) == []
+    if connection.vendor == "sqlite":
+        drop_before_migrate(sender=apps.get_app_config("accounts"), using="default")
+        with connection.schema_editor() as editor:  # what a migration altering them does
+            editor._remake_table(PI)
+            editor._remake_table(django_user_model)
+        assert {"billing_pi_login_not_staff_insert", "accounts_user_pi_login_not_staff"} <= set(
+            missing_guards(connection)
+        )
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER billing_pi_login_not_staff ON billing_pi")
+        assert missing_guards(connection) == ["billing_pi_login_not_staff"]
+    install_after_migrate(sender=apps.get_app_config("accounts"), using="default")
+    assert missing_guards(connection) == []
+
+    staff = django_user_model.objects.create_user("sam", password="pw", is_staff=True)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PI.objects.bulk_create([PI(email="carol@example.edu", user=staff)])

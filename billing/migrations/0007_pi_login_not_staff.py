@@ -6,8 +6,8 @@ billing_pi, and billing depends on accounts, not the reverse.
 
 PostgreSQL: the PI side locks the user row (FOR UPDATE), so a promotion and a link racing in two
 transactions serialise on that row and the second one sees the first. SQLite has one writer.
-Note for later migrations: on SQLite, a migration that rebuilds accounts_user or billing_pi (most
-AlterField operations do) drops these triggers; re-create them after it.
+The same triggers are registered guards (billing/dbguards.py), so every `migrate` reinstalls
+them; on SQLite they are dropped before a migrate and installed after it (accounts/dbguards.py).
 """
 
 from django.db import migrations
@@ -83,6 +83,10 @@ SQLITE_REVERSE = [
 
 def _run(statements_by_vendor):
     def run(apps, schema_editor):
+        from accounts.dbguards import deferred_on
+
+        if deferred_on(schema_editor.connection):
+            return  # SQLite inside migrate: billing/dbguards.py's copies come at post_migrate
         for sql in statements_by_vendor.get(schema_editor.connection.vendor, []):
             schema_editor.execute(sql, params=None)  # plpgsql holds a literal %
 
