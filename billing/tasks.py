@@ -9,6 +9,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.contrib.auth import get_user_model
 
+from openchargeback.logs import log_context
+
 from .config import load_config
 from .services import import_files
 
@@ -37,16 +39,17 @@ def import_files_task(
             done["reported"] = done["rows"]
             self.update_state(state="PROGRESS", meta={"rows": done["rows"]})
 
-    result = import_files(
-        paths=paths,
-        source=source,
-        period=period,
-        append=append,
-        acting_user=user,
-        config=load_config(config_path),
-        progress=progress,
-        display_names=display_names,
-    )
+    with log_context(user=user and user.get_username(), period=period):
+        result = import_files(
+            paths=paths,
+            source=source,
+            period=period,
+            append=append,
+            acting_user=user,
+            config=load_config(config_path),
+            progress=progress,
+            display_names=display_names,
+        )
     return result.as_dict()
 
 
@@ -59,7 +62,9 @@ def import_job_check(job_id: int, user_id: int | None = None) -> str:
     """Dry-run a big admin upload (billing.services.uploads); a job already checked is left."""
     from .services import uploads
 
-    return uploads.import_job_check(job_id=job_id, acting_user=_user(user_id)).status
+    user = _user(user_id)
+    with log_context(user=user and user.get_username(), upload_id=job_id):
+        return uploads.import_job_check(job_id=job_id, acting_user=user).status
 
 
 @shared_task(acks_late=True)
@@ -67,7 +72,9 @@ def import_job_run(job_id: int, user_id: int | None = None) -> str:
     """Import a confirmed admin upload. Idempotent: a job already imported does nothing."""
     from .services import uploads
 
-    return uploads.import_job_run(job_id=job_id, acting_user=_user(user_id)).status
+    user = _user(user_id)
+    with log_context(user=user and user.get_username(), upload_id=job_id):
+        return uploads.import_job_run(job_id=job_id, acting_user=user).status
 
 
 @shared_task(acks_late=True, ignore_result=True)

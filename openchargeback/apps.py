@@ -1,6 +1,13 @@
-"""The admin app, with OpenChargeback's own site (its landing page is the dashboard)."""
+"""The project's own app (its commands: `openchargeback health`), and the admin app with
+OpenChargeback's own site (its landing page is the dashboard)."""
 
+from django.apps import AppConfig
 from django.contrib.admin.apps import AdminConfig as DjangoAdminConfig
+
+
+class OpenChargebackConfig(AppConfig):
+    name = "openchargeback"
+    verbose_name = "OpenChargeback"
 
 
 class AdminConfig(DjangoAdminConfig):

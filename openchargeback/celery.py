@@ -8,8 +8,13 @@ import os
 
 from celery import Celery
 
+from .logs import connect_celery_signals
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openchargeback.settings")
 
 app = Celery("openchargeback")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Every log record of a task names it (openchargeback/logs.py).
+connect_celery_signals()

@@ -75,14 +75,22 @@ INSTALLED_APPS = [
     "billing",
     "statements",
     "journals",
+    "openchargeback.apps.OpenChargebackConfig",  # the project's own commands (health)
 ]
 
 MIDDLEWARE = [
+    # /health answers before the host check and the HTTPS redirect: a load balancer or a
+    # container's probe asks by address, over plain HTTP (openchargeback/health.py).
+    "openchargeback.health.HealthMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files with hashed names, served by the application server (docs/deployment.md).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The acting user and the period on every log record of the request (openchargeback/logs.py).
+    "openchargeback.logs.LogContextMiddleware",
     # Names the request's user on audit events of user, group and permission changes.
     "accounts.services.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -255,8 +263,20 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = INSTANCE_DIR / "static"
+# `collectstatic` writes here; the container image collects at build time, outside the instance.
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", INSTANCE_DIR / "static"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns at each start without it
 MEDIA_ROOT = INSTANCE_DIR / "media"
+# Static files: hashed, compressed copies served by whitenoise in production (a new release's
+# CSS never meets a browser's cached old one). Tests and DEBUG use them unhashed, uncollected.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG or _TESTING
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Cache: period figures computed by one process (a web worker, a Celery worker, a command) are
@@ -294,6 +314,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
 }
 CELERY_TASK_SERIALIZER = "json"
+# Workers log through LOGGING below (same format and context as the web), not Celery's own setup.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Email. Development default: the file backend, one file per message under INSTANCE_DIR/mail
 # (nothing leaves the machine). Production: DJANGO_EMAIL_BACKEND=
@@ -331,9 +353,36 @@ OPENCHARGEBACK_UPLOAD_ASYNC_BYTES = int(
 
 CRISPY_TEMPLATE_PACK = "bootstrap4"
 
+# Logs: LOG_FORMAT "keyvalue" (default) or "json", one record a line on stderr and, with
+# LOG_FILE, in that file too (logrotate may move it: the handler reopens the file by name).
+# Each record carries the acting user, period, import and batch id where known
+# (openchargeback/logs.py).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "keyvalue")
+LOG_FILE = os.environ.get("LOG_FILE", "")
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    "filters": {"context": {"()": "openchargeback.logs.ContextFilter"}},
+    "formatters": {"structured": {"()": "openchargeback.logs.formatter", "style": LOG_FORMAT}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "structured",
+            "filters": ["context"],
+        },
+        **(
+            {
+                "file": {
+                    "class": "logging.handlers.WatchedFileHandler",
+                    "filename": LOG_FILE,
+                    "formatter": "structured",
+                    "filters": ["context"],
+                }
+            }
+            if LOG_FILE
+            else {}
+        ),
+    },
+    "root": {"handlers": ["console", *(["file"] if LOG_FILE else [])], "level": LOG_LEVEL},
 }

@@ -10,6 +10,9 @@ import time
 from celery import shared_task
 from django.conf import settings
 
+from openchargeback.logs import log_context
+
+from .models import Statement, StatementEmail
 from .services.delivery import (
     MAX_SEND_RETRIES,
     build_message,
@@ -29,6 +32,12 @@ __all__ = [
 ]
 
 
+def _statement_context(model, pk: int) -> dict:
+    """The batch and period a statement or email belongs to, for its task's log records."""
+    row = model.objects.filter(pk=pk).values("run_id", "run__period__key").first() or {}
+    return {"batch_id": row.get("run_id"), "period": row.get("run__period__key")}
+
+
 def _worker_name(task) -> str:
     return f"{getattr(task.request, 'hostname', '') or socket.gethostname()}"
 
@@ -36,12 +45,18 @@ def _worker_name(task) -> str:
 @shared_task(bind=True, acks_late=True, ignore_result=True)
 def render_statement_task(self, statement_id: int) -> str:
     """Draw one statement's PDF; queue its PI's email when it was the last one to render."""
-    return statement_render(statement_id)
+    with log_context(**_statement_context(Statement, statement_id)):
+        return statement_render(statement_id)
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=MAX_SEND_RETRIES)
 def send_statement_email_task(self, email_id: int) -> str:
     """Send one PI's email with all their statements of the batch; at most once."""
+    with log_context(**_statement_context(StatementEmail, email_id)):
+        return _send(self, email_id)
+
+
+def _send(self, email_id: int) -> str:
     delay = getattr(settings, "OPENCHARGEBACK_EMAIL_RETRY_DELAY", 30)
     retries = self.request.retries or 0
     with email_sender_lock(email_id) as mine:
