@@ -314,8 +314,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
 }
 CELERY_TASK_SERIALIZER = "json"
-# Workers log through LOGGING below (same format and context as the web), not Celery's own setup.
+# Workers log through LOGGING below (same format and context as the web), not Celery's own setup;
+# their stdout and stderr stay as they are (one record a line), not re-logged line by line.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_REDIRECT_STDOUTS = False
+# Beat remembers when each schedule entry last ran, in the instance folder (writable, persistent).
+CELERY_BEAT_SCHEDULE_FILENAME = str(INSTANCE_DIR / "celerybeat-schedule")
 
 # Email. Development default: the file backend, one file per message under INSTANCE_DIR/mail
 # (nothing leaves the machine). Production: DJANGO_EMAIL_BACKEND=
