@@ -295,6 +295,20 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_TASK_SERIALIZER = "json"
 
+# The unattended month (journals/cycle.py): `openchargeback cycle` reads <inbox>/<YYYY-MM>/, and
+# Celery beat runs it for the month before on OPENCHARGEBACK_CYCLE_DAY (1-28, at 06:00 UTC;
+# empty: beat does not run it).
+OPENCHARGEBACK_INBOX = os.environ.get("OPENCHARGEBACK_INBOX", str(INSTANCE_DIR / "inbox"))
+OPENCHARGEBACK_CYCLE_DAY = os.environ.get("OPENCHARGEBACK_CYCLE_DAY", "5").strip()
+CELERY_BEAT_SCHEDULE = {}
+if OPENCHARGEBACK_CYCLE_DAY:
+    from celery.schedules import crontab
+
+    CELERY_BEAT_SCHEDULE["month-end-cycle"] = {
+        "task": "journals.cycle_last_month",
+        "schedule": crontab(minute=0, hour=6, day_of_month=OPENCHARGEBACK_CYCLE_DAY),
+    }
+
 # Email. Development default: the file backend, one file per message under INSTANCE_DIR/mail
 # (nothing leaves the machine). Production: DJANGO_EMAIL_BACKEND=
 # django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST; STARTTLS is on by default and
