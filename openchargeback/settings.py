@@ -259,6 +259,41 @@ STATIC_ROOT = INSTANCE_DIR / "static"
 MEDIA_ROOT = INSTANCE_DIR / "media"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Generated files: statement PDFs ("default", under MEDIA_ROOT) and GL journals ("journals"; when
+# not set, INSTANCE_DIR/journals) go through Django's storage API. When several hosts render and serve,
+# OPENCHARGEBACK_STORAGE=s3 puts both in an S3-compatible bucket (django-storages; AWS, MinIO,
+# Ceph, …) under the prefixes statements/ and journals/. docs/deployment.md.
+OPENCHARGEBACK_STORAGE = os.environ.get("OPENCHARGEBACK_STORAGE", "local").strip().lower()
+if OPENCHARGEBACK_STORAGE not in ("local", "s3"):
+    raise ImproperlyConfigured("OPENCHARGEBACK_STORAGE must be local or s3")
+
+
+def _s3_storage(prefix: str) -> dict:
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ.get("OPENCHARGEBACK_S3_BUCKET", ""),
+            "endpoint_url": os.environ.get("OPENCHARGEBACK_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("OPENCHARGEBACK_S3_REGION") or None,
+            # Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the host's role (boto3).
+            "location": prefix,
+            "default_acl": None,  # private objects; downloads go through the app's views
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if OPENCHARGEBACK_STORAGE == "s3":
+    if not os.environ.get("OPENCHARGEBACK_S3_BUCKET"):
+        raise ImproperlyConfigured("OPENCHARGEBACK_STORAGE=s3 needs OPENCHARGEBACK_S3_BUCKET")
+    STORAGES["default"] = _s3_storage("statements")
+    STORAGES["journals"] = _s3_storage("journals")
+
 # Cache: period figures computed by one process (a web worker, a Celery worker, a command) are
 # read by all of them. Redis with CACHE_URL=redis://…; otherwise files in the instance folder,
 # which every process on this machine shares. Test runs keep theirs in memory.
