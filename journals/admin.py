@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from pathlib import Path
 
 from django import forms
 from django.contrib import admin, messages
@@ -26,7 +25,7 @@ from billing.models import BillingPeriod
 from .build import JournalRefused, journal_preview
 from .models import JournalExport, JournalTemplate
 from .render import COMMON_VARIABLES, ROW_VARIABLES
-from .services import journal_export
+from .services import export_content, journal_export
 
 PREVIEW_ROWS = 20
 
@@ -211,9 +210,8 @@ class JournalExportAdmin(admin.ModelAdmin):
             raise Http404("no such export")
         if not self.has_view_permission(request, record):
             raise PermissionDenied
-        file = Path(record.path)
         try:
-            content = file.read_bytes()
+            content = export_content(record)
         except OSError:
             raise Http404(f"the file {record.file_name} is no longer at {record.path}") from None
         if hashlib.sha256(content).hexdigest() != record.sha256:

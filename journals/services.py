@@ -5,11 +5,12 @@ Invariants:
   source has a credit fund/org and account, every fund/org matches the configured patterns. A
   refused export writes no file and no record.
 - Each file written has its JournalExport record and the export its audit event
-  ("journal.export"), in one transaction; the file is moved into place as the last step of it.
+  ("journal.export"), in one transaction; the file is stored as the last step of it.
 - A finalized period is read-only: no new export (its recorded files stay downloadable).
 - The same period, template and data give the same bytes (unless the template prints
-  created_at/created_date). Default files are stored by content under
-  INSTANCE_DIR/journals/PERIOD/SHA256-PREFIX/, so an export never overwrites a different one.
+  created_at/created_date). Default files go to the "journals" storage (settings.STORAGES:
+  INSTANCE_DIR/journals, or an S3 bucket) by content, PERIOD/SHA256-PREFIX/NAME, so an export
+  never overwrites a different one; `--output` writes a local file instead.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage, storages
 from django.db import transaction
 from django.utils import timezone
 
@@ -72,6 +75,40 @@ class JournalExportResult:
 
 def journals_dir() -> Path:
     return Path(settings.INSTANCE_DIR) / "journals"
+
+
+def journal_storage():
+    """settings.STORAGES["journals"] when set (an S3 bucket), else INSTANCE_DIR/journals."""
+    if "journals" in settings.STORAGES:
+        return storages["journals"]
+    return FileSystemStorage(location=journals_dir())
+
+
+def export_location(name: str) -> str:
+    """Where a stored journal is: its path on disk, or its name when the storage has none."""
+    try:
+        return journal_storage().path(name)
+    except NotImplementedError:
+        return name
+
+
+def export_content(record: JournalExport) -> bytes:
+    """The bytes of an exported journal: a local file (`--output`, or an export made before
+    journals went through the storage API) by its absolute path, else from the storage."""
+    if os.path.isabs(record.path):
+        return Path(record.path).read_bytes()
+    with journal_storage().open(record.path, "rb") as handle:
+        return handle.read()
+
+
+def _store(temp: Path, name: str, size: int) -> str:
+    """Put a written journal into the storage under `name` (a name by content: if it is there
+    already with the same size, it holds these bytes). Returns the stored name."""
+    storage = journal_storage()
+    if storage.exists(name) and storage.size(name) == size:
+        return name
+    with open(temp, "rb") as handle:
+        return storage.save(name, File(handle, name=Path(name).name))
 
 
 def _resolve_template(template: JournalTemplate | str) -> JournalTemplate:
@@ -146,13 +183,14 @@ def _write_temp(journal: Journal, template: JournalTemplate, folder: Path):
     return Path(temp), digest.hexdigest(), size, number
 
 
-def _target(journal: Journal, output, count: int, period: BillingPeriod, sha: str) -> Path:
+def _target(journal: Journal, output, count: int, period: BillingPeriod, sha: str):
+    """A local Path for `--output`, else the name in the journals storage."""
     if output:
         path = Path(output)
         if count > 1:  # one file per currency: name them apart
             path = path.with_name(f"{path.stem}-{journal.currency}{path.suffix}")
         return path
-    return journals_dir() / period.key / sha[:16] / journal.file_name
+    return f"{period.key}/{sha[:16]}/{journal.file_name}"
 
 
 @transaction.atomic
@@ -184,10 +222,10 @@ def journal_export(
     prepared = []
     try:
         for journal in journals:
-            if dry_run:
-                folder = Path(tempfile.gettempdir())
+            if output and not dry_run:
+                folder = Path(output).parent  # the same filesystem: moved into place
             else:
-                folder = Path(output).parent if output else journals_dir()
+                folder = Path(tempfile.gettempdir())
             temp, sha, size, rows = _write_temp(journal, template, folder)
             path = _target(journal, output, len(journals), period, sha)
             prepared.append((journal, temp, sha, size, path))
@@ -198,10 +236,16 @@ def journal_export(
             for _, temp, _, _, _ in prepared:
                 temp.unlink()
             return result
-        for _, temp, _, _, path in prepared:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temp, path)
-            os.chmod(path, 0o644)
+        for _, temp, _, size, path in prepared:
+            if isinstance(path, Path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(temp, path)
+                os.chmod(path, 0o644)
+            else:
+                stored = _store(temp, path, size)
+                temp.unlink()
+                if stored != path:  # the storage renamed it: the record would point elsewhere
+                    raise RuntimeError(f"journal storage kept {path} as {stored}")
     except BaseException:
         for entry in prepared:
             if entry[1].exists():
@@ -223,13 +267,14 @@ def _record(period, template, prepared, acting_user, actor, *, dry_run) -> Journ
         period_status=period.status,
     )
     for journal, _, sha, size, path in prepared:
+        location = str(path.resolve()) if isinstance(path, Path) else export_location(path)
         result.rows += journal.line_count
         result.debit_total[journal.currency] = money_text(journal.debit_total)
         result.credit_total[journal.currency] = money_text(journal.credit_total)
         result.files.append(
             {
                 "currency": journal.currency,
-                "file": str(path),
+                "file": location,
                 "sha256": sha,
                 "rows": journal.line_count,
                 "debit_total": money_text(journal.debit_total),
@@ -247,8 +292,8 @@ def _record(period, template, prepared, acting_user, actor, *, dry_run) -> Journ
             acting_user=acting_user if getattr(acting_user, "pk", None) else None,
             actor=actor,
             currency=journal.currency,
-            file_name=path.name,
-            path=str(path.resolve()),
+            file_name=Path(str(path)).name,
+            path=location,
             sha256=sha,
             size_bytes=size,
             rows=journal.line_count,

@@ -267,6 +267,33 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", INSTANCE_DIR / "static"))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns at each start without it
 MEDIA_ROOT = INSTANCE_DIR / "media"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Generated files: statement PDFs ("default", under MEDIA_ROOT) and GL journals ("journals"; when
+# not set, INSTANCE_DIR/journals) go through Django's storage API. When several hosts render and
+# serve, OPENCHARGEBACK_STORAGE=s3 puts both in an S3-compatible bucket (django-storages; AWS,
+# MinIO, Ceph, …) under the prefixes statements/ and journals/. docs/storage.md.
+OPENCHARGEBACK_STORAGE = os.environ.get("OPENCHARGEBACK_STORAGE", "local").strip().lower()
+if OPENCHARGEBACK_STORAGE not in ("local", "s3"):
+    raise ImproperlyConfigured("OPENCHARGEBACK_STORAGE must be local or s3")
+
+
+def _s3_storage(prefix: str) -> dict:
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ.get("OPENCHARGEBACK_S3_BUCKET", ""),
+            "endpoint_url": os.environ.get("OPENCHARGEBACK_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("OPENCHARGEBACK_S3_REGION") or None,
+            # Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the host's role (boto3).
+            "location": prefix,
+            "default_acl": None,  # private objects; downloads go through the app's views
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+
+
 # Static files: hashed, compressed copies served by whitenoise in production (a new release's
 # CSS never meets a browser's cached old one). Tests and DEBUG use them unhashed, uncollected.
 STORAGES = {
@@ -277,7 +304,11 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+if OPENCHARGEBACK_STORAGE == "s3":
+    if not os.environ.get("OPENCHARGEBACK_S3_BUCKET"):
+        raise ImproperlyConfigured("OPENCHARGEBACK_STORAGE=s3 needs OPENCHARGEBACK_S3_BUCKET")
+    STORAGES["default"] = _s3_storage("statements")
+    STORAGES["journals"] = _s3_storage("journals")
 
 # Cache: period figures computed by one process (a web worker, a Celery worker, a command) are
 # read by all of them. Redis with CACHE_URL=redis://…; otherwise files in the instance folder,
@@ -320,6 +351,20 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_REDIRECT_STDOUTS = False
 # Beat remembers when each schedule entry last ran, in the instance folder (writable, persistent).
 CELERY_BEAT_SCHEDULE_FILENAME = str(INSTANCE_DIR / "celerybeat-schedule")
+
+# The unattended month (journals/cycle.py): `openchargeback cycle` reads <inbox>/<YYYY-MM>/, and
+# Celery beat runs it for the month before on OPENCHARGEBACK_CYCLE_DAY (1-28, at 06:00 UTC;
+# empty: beat does not run it).
+OPENCHARGEBACK_INBOX = os.environ.get("OPENCHARGEBACK_INBOX", str(INSTANCE_DIR / "inbox"))
+OPENCHARGEBACK_CYCLE_DAY = os.environ.get("OPENCHARGEBACK_CYCLE_DAY", "5").strip()
+CELERY_BEAT_SCHEDULE = {}
+if OPENCHARGEBACK_CYCLE_DAY:
+    from celery.schedules import crontab
+
+    CELERY_BEAT_SCHEDULE["month-end-cycle"] = {
+        "task": "journals.cycle_last_month",
+        "schedule": crontab(minute=0, hour=6, day_of_month=OPENCHARGEBACK_CYCLE_DAY),
+    }
 
 # Email. Development default: the file backend, one file per message under INSTANCE_DIR/mail
 # (nothing leaves the machine). Production: DJANGO_EMAIL_BACKEND=

@@ -1,0 +1,34 @@
+"""Celery tasks of the journals app: the month-end cycle Celery beat runs (journals/cycle.py)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from celery import shared_task
+
+logger = logging.getLogger("openchargeback.cycle")
+
+
+def month_before(today: date) -> str:
+    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+@shared_task(name="journals.cycle_last_month", ignore_result=True)
+def cycle_last_month(period_key: str | None = None) -> dict:
+    """One pass of the cycle over the month before today (or `period_key`); logs its report.
+
+    Emails are mailed by the other workers; this pass doesn't wait for them (the next pass, or
+    a person running `openchargeback cycle`, sees how they ended)."""
+    from django.utils import timezone
+
+    from billing.config import load_config
+
+    from .cycle import run_cycle
+
+    key = period_key or month_before(timezone.now().date())
+    report = run_cycle(period_key=key, config=load_config(), wait_seconds=0)
+    log = logger.info if report.outcome == "done" else logger.warning
+    log("cycle %s: %s %s", key, report.outcome, report.action)
+    return report.as_dict()
