@@ -25,10 +25,13 @@ def cycle_last_month(period_key: str | None = None) -> dict:
 
     from billing.config import load_config
 
+    from openchargeback.logs import log_context
+
     from .cycle import run_cycle
 
     key = period_key or month_before(timezone.now().date())
-    report = run_cycle(period_key=key, config=load_config(), wait_seconds=0)
-    log = logger.info if report.outcome == "done" else logger.warning
-    log("cycle %s: %s %s", key, report.outcome, report.action)
+    with log_context(period=key):
+        report = run_cycle(period_key=key, config=load_config(), wait_seconds=0)
+        log = logger.info if report.outcome == "done" else logger.warning
+        log("cycle %s: %s %s", key, report.outcome, report.action)
     return report.as_dict()
