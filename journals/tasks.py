@@ -24,7 +24,6 @@ def cycle_last_month(period_key: str | None = None) -> dict:
     from django.utils import timezone
 
     from billing.config import load_config
-
     from openchargeback.logs import log_context
 
     from .cycle import run_cycle

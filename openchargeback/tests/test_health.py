@@ -16,7 +16,8 @@ pytestmark = pytest.mark.django_db
 DEAD_BROKER = "redis://127.0.0.1:1/0"  # port 1: nothing listens; refused at once
 
 
-def test_healthy_without_broker_is_200_and_says_tasks_run_in_process(client):
+def test_healthy_without_broker_is_200_and_says_tasks_run_in_process(client, settings):
+    settings.CELERY_BROKER_URL = ""
     response = client.get("/health")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
@@ -51,7 +52,8 @@ def test_broker_down_is_503_and_reveals_nothing(client, settings, caplog):
     assert any("broker did not accept" in r.getMessage() for r in caplog.records)
 
 
-def test_database_down_is_503(client):
+def test_database_down_is_503(client, settings):
+    settings.CELERY_BROKER_URL = ""
     with mock.patch.object(
         connections["default"], "cursor", side_effect=OperationalError("no route to host")
     ):
@@ -78,6 +80,7 @@ def test_only_reads(client):
 
 
 def test_command_prints_the_same_checks_and_fails_when_unhealthy(settings, capsys):
+    settings.CELERY_BROKER_URL = ""
     call_command("health")
     assert json.loads(capsys.readouterr().out)["status"] == "ok"
     settings.CELERY_BROKER_URL = DEAD_BROKER
