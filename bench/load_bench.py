@@ -1,0 +1,260 @@
+"""The web application under load: gunicorn, N logged-in people, a month of M charges.
+
+    python bench/load_bench.py [--rows 1000000] [--users 50] [--seconds 120] [--workers 3]
+                               [--threads 4] [--locust /tmp/locust-venv/bin/locust]
+
+Target (issue 13): 50 concurrent logged-in users on loopback, each pausing 2 s between pages,
+browsing the admin dashboard, the charge list with filters, the review queue and the PI portal,
+with 1,000,000 charges in the period: 95th percentile under 300 ms and no errors, on a 2-core
+machine; and the first dashboard view after an import under 1 s without workers.
+
+What it does, on PostgreSQL (database ocb_load_bench; the month is kept and reused):
+1. imports a synthetic month (bench/focus_synth.py) once, flags 2% of it for review;
+2. makes 5 finance staff logins and 100 PI portal logins (one per PI with charges);
+3. re-imports a one-row file into another month (an import invalidates the cached figures) and
+   times the first dashboard view, through the test client, without workers;
+4. starts gunicorn (gunicorn.conf.py when present, else the flags here) on a free port and runs
+   locust headless (half staff, half PIs) for --seconds, then prints p50/p95/p99, requests and
+   errors per page and overall, with the load average before and after.
+
+Locust lives outside the application's virtualenv (it brings gevent):
+    python3 -m venv /tmp/locust-venv && /tmp/locust-venv/bin/pip install locust
+Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DB = "ocb_load_bench"
+PG_URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
+PASSWORD = "load-bench-password-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f} (5 min {five:.2f}) on {os.cpu_count()} cores"
+
+
+def environment(keep: Path) -> dict:
+    return {
+        **os.environ,
+        "DATABASE_URL": PG_URL,
+        "DATABASE_CONN_MAX_AGE": "60",
+        "OPENCHARGEBACK_HOME": str(keep / "home"),
+        "DJANGO_SECRET_KEY": "load-bench-only-" + "x" * 40,
+        "DJANGO_SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback
+        "DJANGO_SECURE_COOKIES": "0",
+        "DJANGO_SECURE_HSTS_SECONDS": "0",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+        "OPENCHARGEBACK_BASE_URL": "http://127.0.0.1",
+        "DJANGO_SETTINGS_MODULE": "openchargeback.settings",
+        "OPENCHARGEBACK_LOGIN_FAILURE_LIMIT": "1000",
+    }
+
+
+def prepare(rows: int, keep: Path) -> dict:
+    """The month, its flags and the logins; returns what the locustfile needs."""
+    import psycopg
+
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", [DB]).fetchone():
+            c.execute(f"CREATE DATABASE {DB}")
+    os.environ.update(environment(keep))
+    sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db.models import Count
+    from focus_synth import generate
+
+    from accounts.models import User
+    from billing.config import parse_config
+    from billing.models import PI, BillingPeriod, Charge, Flag
+    from billing.services import import_files
+
+    call_command("migrate", verbosity=0)
+    config = parse_config({"sources": [{"name": "bench", "pattern": "bench"}]})
+    if not BillingPeriod.objects.filter(key="2026-10").exists():
+        path = keep / f"load-{rows}.csv"
+        if not path.exists():
+            generate(path, rows, month="2026-10", seed=3)
+        t0 = time.perf_counter()
+        import_files(paths=[path], source="bench", period="2026-10", config=config)
+        print(f"imported {rows:,} rows in {time.perf_counter() - t0:.1f} s ({load()})")
+        ids = list(Charge.objects.filter(review_status="clean").values_list("id", flat=True)[::50])
+        Charge.objects.filter(id__in=ids).update(
+            review_status="flagged", flags=int(Flag.PATTERN_MATCH)
+        )
+    period = BillingPeriod.objects.get(key="2026-10")
+    staff = []
+    for n in range(5):
+        name = f"finance{n}"
+        user = User.objects.filter(username=name).first()
+        if user is None:
+            user = User.objects.create_superuser(name, f"{name}@example.edu", PASSWORD)
+        staff.append([name, PASSWORD])
+    pis = []
+    busiest = (
+        PI.objects.filter(charges__period=period).annotate(n=Count("charges")).order_by("-n")[:100]
+    )
+    for pi in busiest:
+        if pi.user_id is None:
+            user = User.objects.create_user(f"pi{pi.pk}", pi.email, PASSWORD)
+            PI.objects.filter(pk=pi.pk).update(user=user)
+            pi.user = user
+        pis.append([pi.user.username, PASSWORD, pi.pk, pi.email])
+
+    # The first dashboard view after an import, without workers (the import invalidates the
+    # cached figures; the view computes them).
+    from django.test import Client
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    one = keep / "bench-one-row.csv"
+    generate(one, 1, month="2026-09", seed=int(time.time()) % 1000)
+    import_files(paths=[one], source="bench", period="2026-09", config=config)
+    from django.core.cache import cache
+
+    cache.clear()
+    client = Client()
+    client.force_login(User.objects.get(username="finance0"))
+    t0 = time.perf_counter()
+    response = client.get("/admin/")
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    client.get("/admin/")
+    second = time.perf_counter() - t0
+    assert response.status_code == 200, response.status_code
+    print(
+        f"first dashboard view after an import, no workers: {first:.3f} s "
+        f"(then {second:.3f} s cached; {load()})"
+    )
+    charges = Charge.objects.filter(period=period).count()
+    return {
+        "period_id": period.pk,
+        "staff": staff,
+        "pis": pis,
+        "charges": charges,
+        "first_dashboard_s": round(first, 3),
+    }
+
+
+def serve(keep: Path, port: int, workers: int, threads: int) -> subprocess.Popen:
+    gunicorn = [str(Path(sys.executable).parent / "gunicorn")]
+    args = ["openchargeback.wsgi:application", "--bind", f"127.0.0.1:{port}"]
+    args += ["--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread"]
+    args += ["--log-level", "warning"]
+    proc = subprocess.Popen(gunicorn + args, cwd=ROOT, env=environment(keep))
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("gunicorn did not start")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=120)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--keep", default="/tmp/ocb-load-bench")
+    parser.add_argument("--locust", default="/tmp/locust-venv/bin/locust")
+    args = parser.parse_args()
+    keep = Path(args.keep)
+    keep.mkdir(parents=True, exist_ok=True)
+    world = prepare(args.rows, keep)
+
+    port = free_port()
+    server = serve(keep, port, args.workers, args.threads)
+    before = load()
+    out = keep / "locust"
+    env = {
+        **os.environ,
+        "OC_PERIOD_ID": str(world["period_id"]),
+        "OC_STAFF": json.dumps(world["staff"]),
+        "OC_PIS": json.dumps(world["pis"]),
+    }
+    try:
+        subprocess.run(
+            [
+                args.locust,
+                "-f",
+                str(ROOT / "bench" / "locustfile.py"),
+                "--headless",
+                "--users",
+                str(args.users),
+                "--spawn-rate",
+                "10",
+                "--run-time",
+                f"{args.seconds}s",
+                "--host",
+                f"http://127.0.0.1:{port}",
+                "--csv",
+                str(out),
+                "--only-summary",
+                "--loglevel",
+                "WARNING",
+            ],
+            env=env,
+            check=False,
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    after = load()
+
+    with open(f"{out}_stats.csv", newline="") as handle:
+        stats = list(csv.DictReader(handle))
+    print(f"\n{'page':<28}{'requests':>9}{'errors':>8}{'p50':>7}{'p95':>7}{'p99':>7}  (ms)")
+    for row in stats:
+        print(
+            f"{row['Name'][:27]:<28}{row['Request Count']:>9}{row['Failure Count']:>8}"
+            f"{row['50%']:>7}{row['95%']:>7}{row['99%']:>7}"
+        )
+    total = next(r for r in stats if r["Name"] == "Aggregated")
+    if not int(total["Request Count"]):
+        raise SystemExit("no request was made: see locust's messages above")
+    print(
+        json.dumps(
+            {
+                "charges": world["charges"],
+                "users": args.users,
+                "seconds": args.seconds,
+                "gunicorn": f"{args.workers} workers x {args.threads} threads",
+                "requests": int(total["Request Count"]),
+                "errors": int(total["Failure Count"]),
+                "p50_ms": float(total["50%"]),
+                "p95_ms": float(total["95%"]),
+                "p99_ms": float(total["99%"]),
+                "first_dashboard_s": world["first_dashboard_s"],
+            }
+        )
+    )
+    print(f"before: {before}; after: {after}")
+
+
+if __name__ == "__main__":
+    main()
