@@ -91,6 +91,8 @@ def prepare(rows: int, keep: Path) -> dict:
     from billing.services import import_files
 
     call_command("migrate", verbosity=0)
+    # Production serves hashed static files (whitenoise): collected once, as a deployment does.
+    call_command("collectstatic", interactive=False, verbosity=0)
     config = parse_config({"sources": [{"name": "bench", "pattern": "bench"}]})
     if not BillingPeriod.objects.filter(key="2026-10").exists():
         path = keep / f"load-{rows}.csv"
