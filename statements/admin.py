@@ -200,7 +200,8 @@ class EmailAttemptInline(admin.TabularInline):
 
 
 @admin.register(StatementEmail)
-class StatementEmailAdmin(ReadOnlyAdmin):
+class StatementEmailAdmin(ListTitleMixin, ReadOnlyAdmin):
+    list_title = "Statement emails"
     list_display = (
         "id",
         "to_address",
@@ -277,7 +278,8 @@ class StatementEmailAdmin(ReadOnlyAdmin):
 
 
 @admin.register(StatementRun)
-class StatementRunAdmin(ReadOnlyAdmin):
+class StatementRunAdmin(ListTitleMixin, ReadOnlyAdmin):
+    list_title = "Statement runs"
     list_display = (
         "id",
         "period",
