@@ -19,7 +19,7 @@ from django.utils.html import format_html
 from billing.admin import register_period_action
 from billing.admin.widgets import money_cell
 from billing.config import ConfigError, load_config
-from openchargeback.listcells import ListTitleMixin, stacked, truncated
+from openchargeback.listcells import ListTitleMixin, stacked, truncated, when
 
 from .models import EmailAttempt, Statement, StatementEmail, StatementLine, StatementRun
 from .selectors import period_status, run_progress
@@ -80,7 +80,7 @@ class StatementAdmin(ListTitleMixin, ReadOnlyAdmin):
         "fund",
         "status_kind",
         "due",
-        "sent_at",
+        "sent",
         "pdf_links",
     )
     list_filter = ("period", "status", "is_draft")
@@ -144,6 +144,10 @@ class StatementAdmin(ListTitleMixin, ReadOnlyAdmin):
     @admin.display(description="amount due")
     def due(self, obj):
         return money_cell(obj.due_amount, obj.currency)
+
+    @admin.display(description="sent at", ordering="sent_at")
+    def sent(self, obj):
+        return when(obj.sent_at)
 
     @admin.display(description="PDF")
     def pdf_links(self, obj):

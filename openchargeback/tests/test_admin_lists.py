@@ -24,7 +24,7 @@ from billing.admin.widgets import money_cell
 from billing.models import PI, BillingPeriod, Charge, Flag, Import, Project
 from billing.services import period_close
 from billing.tests.conftest import make_charges  # noqa: F401  (fixture)
-from openchargeback.listcells import shorten, stacked, truncated
+from openchargeback.listcells import shorten, stacked, truncated, when
 
 PASSWORD = "a-long-Lists-passphrase-42"
 CHROMIUM = (
@@ -67,6 +67,10 @@ def test_truncation_cuts_with_an_ellipsis_and_keeps_the_whole_value_on_hover():
     assert "title" not in str(truncated("ada@example.edu", 30))  # nothing cut, nothing to hover
     assert "&lt;script&gt;" in str(truncated("<script>alert(1)</script>", 10))
     assert truncated("") == truncated(None) == "—"
+    assert str(when(datetime(2026, 10, 31, 17, 5, 59, tzinfo=UTC))) == (
+        '<span class="oc-nowrap">2026-10-31 17:05</span>'  # the site's zone (UTC in the tests)
+    )
+    assert when(None) == "—"
     assert str(stacked("PI", "", None, "project")) == (
         '<span class="oc-line">PI</span><span class="oc-line">project</span>'
     )
