@@ -19,8 +19,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing.admin import register_period_action
+from billing.admin.widgets import money_cell
 from billing.config import ConfigError, load_config
 from billing.models import BillingPeriod
+from openchargeback.listcells import ListTitleMixin, truncated, when
 
 from .build import JournalRefused, journal_preview
 from .models import JournalExport, JournalTemplate
@@ -159,16 +161,17 @@ class JournalTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(JournalExport)
-class JournalExportAdmin(admin.ModelAdmin):
+class JournalExportAdmin(ListTitleMixin, admin.ModelAdmin):
+    list_title = "Journal exports"
     list_display = (
-        "created_at",
+        "created",
         "period",
         "template_name",
         "kind",
         "currency",
         "rows",
-        "debit_amount",
-        "credit_amount",
+        "debits",
+        "credits",
         "actor",
         "download_link",
     )
@@ -189,10 +192,22 @@ class JournalExportAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="created at", ordering="created_at")
+    def created(self, obj):
+        return when(obj.created_at)
+
+    @admin.display(description="debits")
+    def debits(self, obj):
+        return money_cell(obj.debit_amount, obj.currency)
+
+    @admin.display(description="credits")
+    def credits(self, obj):
+        return money_cell(obj.credit_amount, obj.currency)
+
     @admin.display(description="file")
     def download_link(self, obj):
         url = reverse("admin:journals_journalexport_download", args=[obj.pk])
-        return format_html('<a href="{}">{}</a>', url, obj.file_name)
+        return format_html('<a href="{}">{}</a>', url, truncated(obj.file_name, 32))
 
     def get_urls(self):
         urls = [

@@ -1,4 +1,4 @@
-"""Screenshots of the admin for the docs: the dashboard and the review queue.
+"""Screenshots of the admin for the docs: the dashboard.
 
     python scripts/screenshots.py http://127.0.0.1:8765 --user admin --password SECRET \
         [--period 2026-10] [--out docs/screenshots] [--chromium /usr/bin/chromium]
@@ -6,7 +6,8 @@
 Logs in through the admin's login form and saves PNGs with headless Chromium through
 Playwright for Python (requirements-dev.txt). It never downloads a browser: it launches the
 system's Chromium (Debian: `apt-get install chromium`). The password may also come from
-ADMIN_PASSWORD.
+ADMIN_PASSWORD. The lists' screenshots come from their browser test
+(openchargeback/tests/test_admin_lists.py, with OPENCHARGEBACK_SCREENSHOTS set).
 """
 
 from __future__ import annotations
@@ -17,14 +18,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# (file, paths to try in order): the review queue page, else the flagged charges.
-PAGES = (
-    ("dashboard.png", ("/admin/{period_query}",)),
-    (
-        "review-queue.png",
-        ("/admin/billing/reviewitem/", "/admin/billing/charge/?review_status__exact=flagged"),
-    ),
-)
+# (file, paths to try in order)
+PAGES = (("dashboard.png", ("/admin/{period_query}",)),)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from billing.admin import register_period_action
+from billing.admin.widgets import money_cell
 from billing.config import ConfigError, load_config
-from billing.money import cents_text
+from openchargeback.listcells import ListTitleMixin, stacked, truncated, when
 
 from .models import EmailAttempt, Statement, StatementEmail, StatementLine, StatementRun
 from .selectors import period_status, run_progress
@@ -67,17 +68,19 @@ class StatementLineInline(admin.TabularInline):
 
 
 @admin.register(Statement)
-class StatementAdmin(ReadOnlyAdmin):
+class StatementAdmin(ListTitleMixin, ReadOnlyAdmin):
+    """Statements by period. The list merges PI with project and status with kind, so the amount
+    due, when it was sent and the PDF fit at 1280 px; the detail page has every field."""
+
+    list_title = "Statements"
     list_display = (
         "number",
         "period",
-        "pi_email",
-        "project_code",
-        "fund_org",
-        "kind",
-        "status",
+        "who",
+        "fund",
+        "status_kind",
         "due",
-        "sent_at",
+        "sent",
         "pdf_links",
     )
     list_filter = ("period", "status", "is_draft")
@@ -126,9 +129,25 @@ class StatementAdmin(ReadOnlyAdmin):
             return "DRAFT"
         return f"revision {obj.revision}" if obj.revision else "final"
 
+    @admin.display(description="PI · project", ordering="pi_email")
+    def who(self, obj):
+        return stacked(truncated(obj.pi_email, 24), truncated(obj.project_code, 24))
+
+    @admin.display(description="fund/org", ordering="fund_org")
+    def fund(self, obj):
+        return truncated(obj.fund_org, 14)
+
+    @admin.display(description="status · kind", ordering="status")
+    def status_kind(self, obj):
+        return stacked(obj.get_status_display(), self.kind(obj))
+
     @admin.display(description="amount due")
     def due(self, obj):
-        return f"{obj.currency} {cents_text(obj.due_amount)}"
+        return money_cell(obj.due_amount, obj.currency)
+
+    @admin.display(description="sent at", ordering="sent_at")
+    def sent(self, obj):
+        return when(obj.sent_at)
 
     @admin.display(description="PDF")
     def pdf_links(self, obj):
@@ -185,7 +204,8 @@ class EmailAttemptInline(admin.TabularInline):
 
 
 @admin.register(StatementEmail)
-class StatementEmailAdmin(ReadOnlyAdmin):
+class StatementEmailAdmin(ListTitleMixin, ReadOnlyAdmin):
+    list_title = "Statement emails"
     list_display = (
         "id",
         "to_address",
@@ -262,7 +282,8 @@ class StatementEmailAdmin(ReadOnlyAdmin):
 
 
 @admin.register(StatementRun)
-class StatementRunAdmin(ReadOnlyAdmin):
+class StatementRunAdmin(ListTitleMixin, ReadOnlyAdmin):
+    list_title = "Statement runs"
     list_display = (
         "id",
         "period",

@@ -15,6 +15,8 @@ from django.contrib.admin import helpers
 from django.db.models import Count, QuerySet
 from django.template.response import TemplateResponse
 
+from openchargeback.listcells import ListTitleMixin
+
 from ..config import ConfigError, load_config
 from ..models import Charge, Flag, ReviewItem
 from ..money import ZERO, AsNumber, ExactSum
@@ -28,13 +30,14 @@ from ..services import (
 )
 from .widgets import (
     CappedCountPaginator,
+    ChargeCellsMixin,
     ExactSearchMixin,
     PIFilter,
     ProjectFilter,
     QueueStatusFilter,
     ReasonFilter,
     ServiceFilter,
-    reason_labels,
+    money_cell,
 )
 
 Status = Charge.ReviewStatus
@@ -140,24 +143,20 @@ class ReassignForm(forms.Form):
 
 
 @admin.register(ReviewItem)
-class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
+class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin.ModelAdmin):
     """Flagged charges and the decisions on them. Rows are read-only; actions decide."""
 
+    list_title = "Review queue"
+    count_nouns = ("charge", "charges")
     list_display = (
-        "id",
-        "period",
-        "source",
-        "service_name",
-        "resource_id",
+        "ref",
+        "what",
         "billed",
-        "billing_currency",
-        "pi",
-        "project",
-        "fund_org",
-        "review_status",
-        "reason_list",
+        "who",
+        "fund",
+        "status_reasons",
     )
-    list_display_links = ("id",)
+    list_display_links = ("ref",)
     list_filter = (
         QueueStatusFilter,
         ReasonFilter,
@@ -179,11 +178,7 @@ class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
 
     @admin.display(description="billed", ordering=AsNumber("billed_cost"))
     def billed(self, obj):
-        return obj.billed_cost
-
-    @admin.display(description="reasons")
-    def reason_list(self, obj):
-        return reason_labels(obj.flags)
+        return money_cell(obj.billed_cost, obj.billing_currency)
 
     def has_add_permission(self, request):
         return False
@@ -206,7 +201,10 @@ class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
-            context["queue_totals"] = queue_totals(context["cl"].queryset)
+            rows = queue_totals(context["cl"].queryset)
+            for row in rows:
+                row["billed_cell"] = money_cell(row["billed"], row["currency"])
+            context["queue_totals"] = rows
         return response
 
     # -- actions --

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from billing.models import BillingPeriod
+from billing.money import cents_text, money_text
 from journals.admin import export_journal_action
 from journals.models import JournalExport, JournalTemplate
 from journals.services import journal_export
@@ -95,6 +96,9 @@ def test_exports_are_read_only_and_download_their_file(admin_client, samples, co
     listing = admin_client.get(reverse("admin:journals_journalexport_changelist"))
     assert listing.status_code == 200
     assert record.file_name in listing.content.decode()
+    # Debits and credits to the cent with separators, the exact amount on hover.
+    debits = f'title="{record.currency} {money_text(record.debit_amount)}"'
+    assert f"{debits}>{cents_text(record.debit_amount)}<" in listing.content.decode()
     download = admin_client.get(reverse("admin:journals_journalexport_download", args=[record.pk]))
     assert download.status_code == 200
     assert b"".join(download.streaming_content) == Path(result.files[0]["file"]).read_bytes()
