@@ -8,15 +8,14 @@ BillingPeriod admin adds them (with `StatementPeriodActionsMixin` for the permis
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from billing.admin import register_period_action
+from billing.admin.confirm import confirm_action, is_confirmed
 from billing.config import ConfigError, load_config
 from billing.money import cents_text
 
@@ -236,17 +235,17 @@ class StatementEmailAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Resend the selected emails", permissions=["send_statement"])
     def resend_emails(self, request, queryset):
-        if request.POST.get("post") != "yes":
-            return _confirm(
-                request,
+        if not is_confirmed(request):
+            return confirm_action(
                 self,
+                request,
                 queryset,
                 title="Resend statement emails",
-                action="resend_emails",
+                action_label="Resend",
                 lines=[
                     f"{e.to_address}: {self.statement_numbers(e)} ({e.status})" for e in queryset
                 ],
-                warning="Each PI below gets the email again, with the current version of "
+                message="Each PI below gets the email again, with the current version of "
                 "its statements.",
             )
         done = 0
@@ -314,6 +313,19 @@ class StatementRunAdmin(ReadOnlyAdmin):
         permissions=["generate_statement"],
     )
     def resume_runs(self, request, queryset):
+        if not is_confirmed(request):
+            return confirm_action(
+                self,
+                request,
+                queryset,
+                title="Resume statement batches",
+                action_label="Resume",
+                lines=[
+                    f"Batch {run.pk} ({run.period.key}): {self.progress(run)}" for run in queryset
+                ],
+                message="What each batch still waits for (statements to render, emails to send) "
+                "is enqueued again. What is done is not done twice.",
+            )
         for item in queryset:
             counts = statement_run_resume(run=item)
             self.message_user(
@@ -325,21 +337,6 @@ class StatementRunAdmin(ReadOnlyAdmin):
 
 # ---------------------------------------------------------------------------------------------
 # Actions for the BillingPeriod admin
-
-
-def _confirm(request, modeladmin, queryset, *, title, action, lines, warning="", extra=None):
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "opts": modeladmin.model._meta,
-        "queryset": queryset,
-        "lines": lines,
-        "warning": warning,
-        "action": action,
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "extra": extra or {},
-    }
-    return TemplateResponse(request, "admin/statements/confirm_action.html", context)
 
 
 class StatementPeriodActionsMixin:
@@ -375,15 +372,15 @@ def generate_statements_action(modeladmin, request, queryset):
     """Generate (drafts if open, final if closed), after a confirmation page."""
     if not request.user.has_perm(GENERATE_PERM):
         raise PermissionDenied
-    if request.POST.get("post") != "yes":
-        return _confirm(
-            request,
+    if not is_confirmed(request):
+        return confirm_action(
             modeladmin,
+            request,
             queryset,
             title="Generate statements",
-            action="generate_statements_action",
+            action_label="Generate",
             lines=_period_lines(queryset),
-            warning="Unsent statements are replaced; a changed statement that was already sent "
+            message="Unsent statements are replaced; a changed statement that was already sent "
             "gets a revised version. Nothing is mailed.",
         )
     _run_for_periods(modeladmin, request, queryset, send=False)
@@ -398,15 +395,15 @@ def send_statements_action(modeladmin, request, queryset):
     """Generate the final statements and email each PI the ones not sent yet."""
     if not (request.user.has_perm(SEND_PERM) and request.user.has_perm(GENERATE_PERM)):
         raise PermissionDenied
-    if request.POST.get("post") != "yes":
-        return _confirm(
-            request,
+    if not is_confirmed(request):
+        return confirm_action(
             modeladmin,
+            request,
             queryset,
             title="Generate and email statements",
-            action="send_statements_action",
+            action_label="Generate and email",
             lines=_period_lines(queryset),
-            warning="Each PI is emailed the statements not sent to them yet, once. Open periods "
+            message="Each PI is emailed the statements not sent to them yet, once. Open periods "
             "are refused: drafts are not mailed.",
         )
     _run_for_periods(modeladmin, request, queryset, send=True)
