@@ -304,4 +304,9 @@ def _export_note(period) -> str:
     return ""
 
 
-register_period_action(export_journal_action, required_permission="journals.export_journal")
+register_period_action(
+    export_journal_action,
+    required_permission="journals.export_journal",
+    label="Export journal…",
+    order=50,
+)

@@ -27,6 +27,8 @@ from .services import (
     statement_generate,
     statement_run_resume,
     statement_send,
+    statement_send_one,
+    statement_send_refusal,
 )
 
 GENERATE_PERM = "statements.generate_statement"
@@ -118,6 +120,68 @@ class StatementAdmin(ReadOnlyAdmin):
         "sent_at",
     )
     fields = readonly_fields
+
+    actions = ["send_one"]
+
+    def has_send_statement_permission(self, request):
+        return request.user.has_perm(SEND_PERM)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(
+        description="Send or resend the selected statement", permissions=["send_statement"]
+    )
+    def send_one(self, request, queryset):
+        """One statement to its PI, after the confirmation page; the refusal says why not."""
+        statements = list(queryset.select_related("period", "pi", "superseded_by")[:2])
+        if len(statements) != 1:
+            self.message_user(
+                request, "Select exactly one statement to send or resend.", messages.WARNING
+            )
+            return None
+        (statement,) = statements
+        problem = statement_send_refusal(statement)
+        if problem:
+            self.message_user(
+                request, f"{statement.number} can't be sent: {problem}.", messages.ERROR
+            )
+            return None
+        again = statement.sent_at is not None
+        if not is_confirmed(request):
+            return confirm_action(
+                self,
+                request,
+                queryset,
+                title="Send the statement again" if again else "Send the statement",
+                summary=f"{statement.number} to {statement.pi.email}: amount due "
+                f"{statement.currency} {cents_text(statement.due_amount)}.",
+                message=(
+                    f"It was sent on {statement.sent_at:%Y-%m-%d %H:%M}; the PI gets it again, "
+                    "as a new email of its own."
+                    if again
+                    else "The PI gets this statement in an email of its own."
+                ),
+                action_label="Send again" if again else "Send",
+            )
+        try:
+            email = statement_send_one(
+                statement=statement, acting_user=request.user, config=load_config()
+            )
+        except ConfigError as exc:
+            self.message_user(request, f"configuration: {exc}", messages.ERROR)
+            return None
+        except StatementError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
+        email.refresh_from_db()
+        status = email.get_status_display().lower()
+        self.message_user(
+            request, f"{statement.number}: email to {email.to_address} {status}.", messages.SUCCESS
+        )
+        return None
 
     @admin.display(description="kind")
     def kind(self, obj):
@@ -445,5 +509,16 @@ __all__ = [
 ]
 
 
-register_period_action(generate_statements_action, required_permission=GENERATE_PERM)
-register_period_action(send_statements_action, required_permission=SEND_PERM)
+register_period_action(
+    generate_statements_action,
+    required_permission=GENERATE_PERM,
+    label="Generate statements…",
+    order=30,
+)
+register_period_action(
+    send_statements_action,
+    required_permission=SEND_PERM,
+    label="Send statements…",
+    statuses=("closed",),
+    order=40,
+)
