@@ -56,6 +56,8 @@ def _tick_unit(low: Decimal, high: Decimal) -> tuple[Decimal, str]:
 
 def _tick_label(value: Decimal, unit: tuple[Decimal, str] = (Decimal(1), "")) -> str:
     divisor, suffix = unit
+    if not value:
+        return "0"
     scaled = (value / divisor).normalize()
     if scaled == scaled.to_integral():
         scaled = scaled.quantize(Decimal(1))

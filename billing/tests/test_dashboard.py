@@ -116,7 +116,7 @@ def test_figures_equal_period_summary(admin_client, two_months, run_json, config
     # What the page shows.
     html = response.content.decode()
     assert f"USD {usd['billable'].display}" in html
-    assert f"exact {totals['billed']}" in html
+    assert f"exact USD {totals['billed']}" in html
     line = f"USD {usd['billed'].display}</span> = billable {usd['billable'].display} + flagged"
     assert f"{line} {usd['flagged'].display}" in html
     assert f'data-figure="flagged-count-USD">{summary["flagged"]}<' in html
@@ -322,3 +322,21 @@ def test_changes_queue_a_warm_up_only_when_workers_run_tasks(
         charge_reject(charges=Charge.objects.filter(period=october, flags__gt=0), note="test")
         period_close(key="2026-10")
     assert queued == [[october.pk], [october.pk], [october.pk]]
+
+
+def test_the_y_axis_uses_one_unit_for_every_label():
+    """A 15k axis reads 0, 5k, 10k, 15k: never "15k" beside "5,000"; a small one has no unit."""
+
+    def labels(highest: str) -> list[str]:
+        points = [
+            {"key": f"2026-{m:02d}", "billed": Decimal(0), "list": Decimal(0), "selected": False}
+            for m in range(1, 13)
+        ]
+        points[-1]["list"] = Decimal(highest)
+        svg = trend_svg(points, "USD")
+        grid = svg.split('<g class="grid"', 1)[1].split("</g>", 1)[0]
+        return re.findall(r'class="label">([^<]+)</text>', grid)
+
+    assert labels("14200.10") == ["0", "5k", "10k", "15k"]
+    assert labels("4800") == ["0", "2,000", "4,000", "6,000"]
+    assert labels("2400000") == ["0", "1M", "2M", "3M"]
