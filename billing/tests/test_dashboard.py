@@ -340,3 +340,20 @@ def test_the_y_axis_uses_one_unit_for_every_label():
     assert labels("14200.10") == ["0", "5k", "10k", "15k"]
     assert labels("4800") == ["0", "2,000", "4,000", "6,000"]
     assert labels("2400000") == ["0", "1M", "2M", "3M"]
+
+
+def test_top_lists_end_with_others_and_a_total_equal_to_the_card(
+    admin_client, two_months, monkeypatch
+):
+    monkeypatch.setattr("billing.selectors.dashboard.TOP", 2)
+    figures = dashboard(admin_client, "2026-10").context["figures"]
+    (card,) = figures["currencies"]
+    for key in ("top_pis", "top_projects"):
+        rows = figures[key]
+        named, others, total = rows[:2], rows[2], rows[3]
+        assert len(rows) == 4 and all(r.get("kind") is None for r in named)
+        assert others["kind"] == "others" and others["label"].endswith(" others")
+        assert total["kind"] == "total"
+        assert sum(r["billable"].value for r in (*named, others)) == card["billable"].value
+        assert total["billable"].value == card["billable"].value
+        assert sum(r["count"] for r in (*named, others)) == card["billable_count"]
