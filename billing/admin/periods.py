@@ -19,7 +19,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
 
 from accounts.models import AuditEvent
 
@@ -118,13 +117,9 @@ class BillingPeriodAdmin(admin.ModelAdmin):
     list_display = ("key", "status", "created_at", "closed_at", "finalized_at")
     list_filter = ("status",)
     search_fields = ("key",)
-    readonly_fields = ("status", "created_at", "closed_at", "finalized_at", "summary", "history")
+    # The add form asks for the key only; a period's own page is workplace.html (change_view).
+    readonly_fields = ("status", "created_at", "closed_at", "finalized_at")
     actions = ["close", "reopen", "finalize"]
-
-    def get_readonly_fields(self, request, obj=None):
-        if obj is not None:
-            return ("key", *self.readonly_fields)
-        return ("status", "created_at", "closed_at", "finalized_at")
 
     def has_change_permission(self, request, obj=None):
         # Nothing on a period is edited in a form: its status changes through the actions.
@@ -232,24 +227,6 @@ class BillingPeriodAdmin(admin.ModelAdmin):
             (e.created_at.strftime("%Y-%m-%d %H:%M"), e.action, str(e.actor), e.reason)
             for e in events
         ]
-
-    @admin.display(description="figures")
-    def summary(self, obj):
-        data = period_figures(obj)
-        totals = format_html_join(
-            "",
-            "<li>{}: billed {} (billable {}, flagged {}), list {}</li>",
-            (
-                (c["currency"], c["billed"], c["billable"], c["flagged"], c["list"])
-                for c in data["currencies"]
-            ),
-        )
-        return format_html("<ul>{}</ul>", totals)
-
-    @admin.display(description="history")
-    def history(self, obj):
-        rows = self.history_rows(obj)
-        return format_html_join("", "<div>{} · {} · {} {}</div>", rows) if rows else "-"
 
     # -- the lifecycle actions ------------------------------------------------------------------
 

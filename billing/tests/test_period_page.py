@@ -65,6 +65,8 @@ def test_the_page_is_read_only_and_shows_the_dashboards_figures(admin_client, pe
         reverse("admin:billing_billingperiod_change", args=[period.pk]), {"key": "2025-02"}
     )
     assert edit.status_code == 403
+    add = admin_client.get(reverse("admin:billing_billingperiod_add"))
+    assert add.status_code == 200 and 'name="key"' in add.content.decode()  # a new month
 
 
 def test_buttons_follow_the_role_and_the_status(client, django_user_model, period):
