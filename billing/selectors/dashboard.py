@@ -166,7 +166,50 @@ def _cached(key: str, version: str | None, compute):
 
 def period_figures(period: BillingPeriod, version: str | None = None) -> dict:
     """Totals per currency, by source, top PIs and projects, and flagged counts by reason,
-    every amount by the statements' rounding (see the module's docstring)."""
+    every amount by the statements' rounding (see the module's docstring).
+
+    The numbers are cached under the data version (`cached_figures`), like the rollup they
+    come from; the names of sources, PIs and projects are read fresh on every call.
+    """
+    numbers = cached_figures(
+        f"dashboard:figures:{period.pk}:{period.created_at.isoformat()}:{period.status}",
+        lambda: _period_numbers(period),
+        version,
+    )
+    sources = dict(
+        Source.objects.filter(pk__in={r["source_id"] for r in numbers["sources"]}).values_list(
+            "pk", "name"
+        )
+    )
+    return {
+        "currencies": numbers["currencies"],
+        "sources": sorted(
+            ({**r, "source": sources.get(r["source_id"], "?")} for r in numbers["sources"]),
+            key=lambda r: (r["currency"], -r["billable"].value, r["source"]),
+        ),
+        "top_pis": _named(numbers["top_pis"], PI, "email"),
+        "top_projects": _named(numbers["top_projects"], Project, "code"),
+        "flag_reasons": _cached(f"reasons:{period.pk}", version, lambda: flag_reasons(period)),
+    }
+
+
+def _named(rows: list[dict], model, label_field: str) -> list[dict]:
+    """The top rows with their PI's or project's label and name, read now."""
+    ids = {r["id"] for r in rows if r["id"] is not None}
+    objects = {obj.pk: obj for obj in model.objects.filter(pk__in=ids)}
+    named = []
+    for row in rows:
+        if row.get("kind"):  # "others" and "Total" carry their own label
+            named.append(row)
+            continue
+        obj = objects.get(row["id"])
+        label = getattr(obj, label_field, "") if obj else "(none)"
+        named.append({**row, "label": label, "name": getattr(obj, "name", "") if obj else ""})
+    return named
+
+
+def _period_numbers(period: BillingPeriod) -> dict:
+    """Every amount of `period_figures`, without names (so it can be cached)."""
     groups: dict[str, dict[tuple, _Group]] = {"billable": {}, FLAGGED: {}, REJECTED: {}}
     for row in period_rollup(period):  # cached by the selector, shared with `periods show`
         status = row["review_status"]
@@ -225,9 +268,8 @@ def period_figures(period: BillingPeriod, version: str | None = None) -> dict:
     return {
         "currencies": figures,
         "sources": _by_source(groups),
-        "top_pis": _top(groups["billable"], 0, PI, "email", currencies),
-        "top_projects": _top(groups["billable"], 1, Project, "code", currencies),
-        "flag_reasons": _cached(f"reasons:{period.pk}", version, lambda: flag_reasons(period)),
+        "top_pis": _top(groups["billable"], 0, currencies),
+        "top_projects": _top(groups["billable"], 1, currencies),
     }
 
 
@@ -243,10 +285,8 @@ def _by_source(groups: dict[str, dict[tuple, _Group]]) -> list[dict]:
             for source_id, n in group.counts.items():
                 rows.setdefault((source_id, currency), defaultdict(lambda: ZERO))
                 rows[(source_id, currency)][f"{bucket}_count"] += n
-    names = dict(Source.objects.filter(pk__in={k[0] for k in rows}).values_list("pk", "name"))
-    out = [
+    return [
         {
-            "source": names.get(source_id, "?"),
             "source_id": source_id,
             "currency": currency,
             "count": int(row["billable_count"] + row[f"{FLAGGED}_count"]),
@@ -257,11 +297,9 @@ def _by_source(groups: dict[str, dict[tuple, _Group]]) -> list[dict]:
         }
         for (source_id, currency), row in rows.items()
     ]
-    out.sort(key=lambda r: (r["currency"], -r["billable"].value, r["source"]))
-    return out
 
 
-def _top(groups: dict[tuple, _Group], position: int, model, label_field: str, currencies):
+def _top(groups: dict[tuple, _Group], position: int, currencies) -> list[dict]:
     """The TOP largest (PI or project) by billable amount per currency, then an "others" row
     and a total row: the rows add up to the Billable card."""
     totals: dict[tuple, _Total] = defaultdict(_Total)
@@ -270,20 +308,15 @@ def _top(groups: dict[tuple, _Group], position: int, model, label_field: str, cu
     ranked = sorted(
         totals.items(), key=lambda item: (-item[1].shown["billed"], item[0][1], item[0][0] or 0)
     )
-    ids = {key[0] for key, _ in ranked if key[0] is not None}
-    names = {obj.pk: obj for obj in model.objects.filter(pk__in=ids)}
     out = []
     for currency in currencies:
         rows = [(key, total) for key, total in ranked if key[1] == currency]
         if not rows:
             continue
         for (pk, _), total in rows[:TOP]:
-            obj = names.get(pk)
             out.append(
                 {
                     "id": pk,
-                    "label": getattr(obj, label_field, "") if obj else "(none)",
-                    "name": getattr(obj, "name", "") if obj else "",
                     "currency": currency,
                     "count": total.count,
                     "billable": total.amount("billed"),
