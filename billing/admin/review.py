@@ -11,15 +11,13 @@ import functools
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db.models import Count, QuerySet
-from django.template.response import TemplateResponse
 
 from openchargeback.listcells import ListTitleMixin
 
 from ..config import ConfigError, load_config
 from ..models import Charge, Flag, ReviewItem
-from ..money import ZERO, AsNumber, ExactSum
+from ..money import ZERO, AsNumber, ExactSum, cents_text
 from ..services import (
     PeriodError,
     ReviewError,
@@ -28,6 +26,7 @@ from ..services import (
     charge_reject,
     charge_return,
 )
+from .confirm import confirm_action, is_confirmed
 from .widgets import (
     CappedCountPaginator,
     ChargeCellsMixin,
@@ -209,24 +208,21 @@ class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin
 
     # -- actions --
 
-    def _confirm(self, request, queryset, *, action, title, form, verb, warning=""):
-        context = {
-            **self.admin_site.each_context(request),
-            "title": title,
-            "action": action,
-            "verb": verb,
-            "warning": warning,
-            "form": form,
-            "summary": _summary(queryset),
-            "queryset_ids": []
-            if _select_across(request)
-            else list(queryset.values_list("pk", flat=True)),
-            "select_across": _select_across(request),
-            "opts": self.model._meta,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "media": self.media + form.media,
-        }
-        return TemplateResponse(request, "admin/billing/review/confirm.html", context)
+    def _confirm(self, request, queryset, *, title, form, verb, warning=""):
+        summary = _summary(queryset)
+        amounts = ", ".join(f"{c} {cents_text(a)}" for c, a in summary["amounts"]) or "0"
+        count = summary["count"]
+        noun = "charge" if count == 1 else "charges"
+        return confirm_action(
+            self,
+            request,
+            queryset,
+            title=title,
+            summary=f"{count:,} {noun} selected, billed {amounts}.",
+            message=warning,
+            action_label=f"{verb} {count:,} {noun}",
+            form=form,
+        )
 
     def _report(self, request, result):
         amounts = ", ".join(f"{c} {a}" for c, a in result.billed.items()) or "0"
@@ -251,18 +247,16 @@ class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin
         self._report(request, result)
         return None
 
-    def _decide(self, request, queryset, *, action, service, form_class, title, verb, warning=""):
+    def _decide(self, request, queryset, *, service, form_class, title, verb, warning=""):
         """Confirmation page with count and amount first; on confirm, the review service."""
-        form = form_class(request.POST if "post" in request.POST else None)
-        if "post" in request.POST and form.is_valid():
+        form = form_class(request.POST if is_confirmed(request) else None)
+        if is_confirmed(request) and form.is_valid():
             return self._run(request, service, charges=queryset, note=form.cleaned_data["note"])
-        return self._confirm(
-            request, queryset, action=action, title=title, form=form, verb=verb, warning=warning
-        )
+        return self._confirm(request, queryset, title=title, form=form, verb=verb, warning=warning)
 
     @admin.action(description="Approve selected charges (bill them)", permissions=["review"])
     def approve(self, request, queryset):
-        if "post" in request.POST:
+        if is_confirmed(request):
             try:
                 config = load_config()
             except ConfigError as exc:
@@ -274,7 +268,6 @@ class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin
         return self._decide(
             request,
             queryset,
-            action="approve",
             service=service,
             form_class=NoteForm,
             title="Approve charges",
@@ -290,7 +283,6 @@ class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin
         return self._decide(
             request,
             queryset,
-            action="reject",
             service=charge_reject,
             form_class=RejectForm,
             title="Reject charges",
@@ -304,7 +296,6 @@ class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin
         return self._decide(
             request,
             queryset,
-            action="return_to_queue",
             service=charge_return,
             form_class=NoteForm,
             title="Return charges to the queue",
@@ -313,8 +304,8 @@ class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin
 
     @admin.action(description="Reassign PI, project or fund/org", permissions=["review"])
     def reassign(self, request, queryset):
-        form = ReassignForm(request.POST if "post" in request.POST else None)
-        if "post" in request.POST and form.is_valid():
+        form = ReassignForm(request.POST if is_confirmed(request) else None)
+        if is_confirmed(request) and form.is_valid():
             try:
                 config = load_config()
             except ConfigError as exc:
@@ -335,7 +326,6 @@ class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin
         return self._confirm(
             request,
             queryset,
-            action="reassign",
             title="Reassign charges",
             form=form,
             verb="Reassign",

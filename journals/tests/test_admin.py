@@ -127,12 +127,12 @@ def test_export_action_confirms_then_exports(
     assert confirm.status_code == 200
     text = confirm.content.decode()
     assert "2025-01 (open): still open, so this is a draft" in text
-    assert "Yes, export" in text
+    assert 'value="Export"' in text
     assert not JournalExport.objects.exists()
 
     banner = JournalTemplate.objects.get(name="banner-gl")
     done = admin_client.post(
-        changelist, {**selection, "confirm": "yes", "template": banner.pk}, follow=True
+        changelist, {**selection, "post": "yes", "template": banner.pk}, follow=True
     )
 
     record = JournalExport.objects.get()
@@ -152,7 +152,7 @@ def test_export_action_refusal_is_a_message(
         {
             "action": "export_journal_action",
             "_selected_action": [samples.pk],
-            "confirm": "yes",
+            "post": "yes",
             "template": gl.pk,
         },
         follow=True,
