@@ -90,6 +90,8 @@ MIDDLEWARE = [
     "accounts.middleware.GuardRefusalMiddleware",
     # Names the user on the audit events of PI, project and source edits.
     "billing.reference_audit.ReferenceAuditMiddleware",
+    # Cache-Control: private, no-store on every portal page, PDF and CSV.
+    "statements.portal.middleware.PortalNoStoreMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     # Refuses locked-out logins; last, as django-axes requires.

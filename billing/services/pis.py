@@ -35,6 +35,7 @@ from accounts.services import audit_record
 from openchargeback import links
 
 from ..models import PI, PIDelegate
+from ..reference_audit import acting_as
 
 log = logging.getLogger(__name__)
 
@@ -282,3 +283,30 @@ def pi_login_for_reset(*, email: str) -> User | None:
         reason="forgot password from the portal's login page",
     )
     return user
+
+
+NAME_MAX = PI._meta.get_field("name").max_length
+
+
+@transaction.atomic
+def pi_rename(*, pi: PI, name: str, acting_user) -> PI:
+    """Set a PI's display name: the PI themself (the portal's profile) or staff who may change
+    PIs. Audited like every PI edit (billing/reference_audit.py), naming who acted. An empty
+    name is refused: the name is how emails and statements address the PI.
+
+    A statement already sent keeps the name it printed; a rename alone never revises it
+    (docs/statements.md, "PI names").
+    """
+    if not _may_manage(pi, acting_user):
+        raise PIAccessError("only the PI (or finance staff) may change the name")
+    name = " ".join((name or "").split())
+    if not name:
+        raise PIAccessError("give a name")
+    if len(name) > NAME_MAX:
+        raise PIAccessError(f"a name has at most {NAME_MAX} characters")
+    pi = PI.objects.select_for_update().get(pk=pi.pk)
+    if pi.name != name:
+        pi.name = name
+        with acting_as(acting_user):
+            pi.save(update_fields=["name"])
+    return pi

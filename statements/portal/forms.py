@@ -67,6 +67,19 @@ class DelegateGrantForm(forms.Form):
         self.helper = _helper("Grant access")
 
 
+class PINameForm(forms.Form):
+    name = forms.CharField(
+        label="Your name",
+        max_length=200,
+        help_text="How emails and new statements address you. Statements already sent keep "
+        "the name they printed.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _helper("Save name", css="btn-secondary")
+
+
 class ProfileForm(forms.ModelForm):
     class Meta:
         model = User
