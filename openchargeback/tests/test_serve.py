@@ -51,7 +51,9 @@ def server(tmp_path):
         DJANGO_SECRET_KEY="serve-test-" + "x" * 40,
         DJANGO_SETTINGS_MODULE="openchargeback.settings",
     )
-    code = "import sys; from openchargeback.cli import main; main(['openchargeback', *sys.argv[1:]])"
+    code = (
+        "import sys; from openchargeback.cli import main; main(['openchargeback', *sys.argv[1:]])"
+    )
     process = subprocess.Popen(
         [sys.executable, "-c", code, "serve", f"127.0.0.1:{port}", "--noreload"],
         cwd=REPO,
