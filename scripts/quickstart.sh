@@ -81,8 +81,10 @@ else
   echo "Admin login: admin (exists; its password is unchanged: --reset-admin-password gives a new one)"
 fi
 
-echo "Serve this instance again later with:  bash scripts/quickstart.sh"
-echo "  (or: OPENCHARGEBACK_HOME=$home DJANGO_SECRET_KEY_FILE=${DJANGO_SECRET_KEY_FILE:-\$DJANGO_SECRET_KEY_FILE} OPENCHARGEBACK_CONFIG=$OPENCHARGEBACK_CONFIG $ocb serve)"
+again="bash scripts/quickstart.sh"
+[ -n "${OPENCHARGEBACK_HOME:-}" ] && again="OPENCHARGEBACK_HOME=$home $again"
+echo "Serve this instance again later with:  $again"
+echo "  (or: OPENCHARGEBACK_HOME=$home DJANGO_SECRET_KEY_FILE=${DJANGO_SECRET_KEY_FILE:-\$DJANGO_SECRET_KEY_FILE} OPENCHARGEBACK_CONFIG=$OPENCHARGEBACK_CONFIG OPENCHARGEBACK_BASE_URL=$OPENCHARGEBACK_BASE_URL $ocb serve)"
 if [ "$serve" = 1 ]; then
   echo "Serving $home on $OPENCHARGEBACK_BASE_URL/admin/ (development server; Ctrl-C to stop)"
   exec $ocb serve 127.0.0.1:8000
