@@ -2,7 +2,7 @@
 
 Never the request's Host header: a client chooses that header, and a link mailed to a PI must
 name the site the institution configured, whichever address the admin who clicked happened to
-use. Invitations, delegate grants and statement emails all build their links here.
+use. Invitations, delegate grants, password resets and statement emails build their links here.
 """
 
 from django.conf import settings

@@ -1,6 +1,6 @@
 """Links in mail start with OPENCHARGEBACK_BASE_URL: an invitation sent from the admin (whatever
-Host the admin used), a delegate's invitation from the portal; a system check warns when
-production leaves the setting unset."""
+Host the admin used), a delegate's invitation from the portal, a "forgot password" link; a system
+check warns when production leaves the setting unset."""
 
 from __future__ import annotations
 
@@ -75,3 +75,16 @@ def test_production_without_a_base_url_is_warned(settings):
     settings.OPENCHARGEBACK_BASE_URL_SET = False
     settings.DEBUG = True  # development: the default is right
     assert _w001() == []
+
+
+def test_password_reset_links_use_the_base_url(settings, client, mailoutbox, django_user_model):
+    settings.OPENCHARGEBACK_BASE_URL = "https://billing.example.edu"
+    user = django_user_model.objects.create(username="ada@example.edu", email="ada@example.edu")
+    user.set_password("a-long-Portal-passphrase-42")
+    user.save()
+    response = client.post("/accounts/password/reset/", {"email": "ada@example.edu"})
+    assert response.status_code == 302
+    (message,) = mailoutbox
+    found = _links(message)
+    assert found and all(link.startswith("https://billing.example.edu/") for link in found)
+    assert "testserver" not in message.body

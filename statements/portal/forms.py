@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
@@ -9,6 +11,7 @@ from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, Set
 
 from accounts.models import User
 from billing.services.pis import pi_login_for_reset
+from openchargeback import links
 
 
 def _helper(label: str, css: str = "btn-primary") -> FormHelper:
@@ -37,6 +40,14 @@ class PortalPasswordResetForm(PasswordResetForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.helper = _helper("Send me a link")
+
+    def save(self, *args, **kwargs):
+        # The link starts with OPENCHARGEBACK_BASE_URL, like every link in mail, never with
+        # the Host header the request came with (openchargeback/links.py).
+        site = urlsplit(links.base_url())
+        kwargs["domain_override"] = site.netloc
+        kwargs["use_https"] = site.scheme == "https"
+        return super().save(*args, **kwargs)
 
     def get_users(self, email):
         users = list(
