@@ -47,6 +47,9 @@ def home(request):
     pis = list(visible_pis(request.user))
     if len(pis) == 1:
         return redirect("portal:statements", pi_id=pis[0].pk)
+    for pi in pis:  # each PI's latest month on statements and its amount due, per currency
+        periods = selectors.statement_periods(request.user, pi)
+        pi.latest = periods[0] if periods else None
     return render(request, "portal/home.html", _context(request, choices=pis))
 
 

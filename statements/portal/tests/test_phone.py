@@ -89,6 +89,22 @@ def test_amount_due_on_the_first_screen_and_no_sideways_scroll(world, live_serve
     _shot(phone, "portal-statement-390.png")
 
 
+def test_a_delegate_s_home_shows_each_pi_s_amount_due(world, live_server, phone):
+    from billing.models import PIDelegate
+
+    PIDelegate.objects.create(pi=world.bob, user=world.delegate, granted_by=world.bob_user)
+    base = live_server.url
+    _login(phone, base, "grants@example.edu")
+    phone.goto(base + "/portal/")
+    assert phone.url == f"{base}/portal/"  # two PIs: the home page lists them
+    for name, due in (("Ada Lovelace", "USD 1,271.76"), ("Bob Babbage", "USD 99.99")):
+        amount = phone.locator("tbody tr", has_text=name).locator("td[data-label='Amount due']")
+        assert amount.inner_text() == due
+        assert _in_first_screen(phone, amount), name
+    assert _overflow(phone) == {"document": 0}
+    _shot(phone, "portal-delegate-home-390.png")
+
+
 def test_wide_screens_keep_the_table(world, live_server, browser):  # noqa: F811
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
