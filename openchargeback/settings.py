@@ -90,6 +90,8 @@ MIDDLEWARE = [
     "accounts.middleware.GuardRefusalMiddleware",
     # Names the user on the audit events of PI, project and source edits.
     "billing.reference_audit.ReferenceAuditMiddleware",
+    # Cache-Control: private, no-store on every portal page, PDF and CSV.
+    "statements.portal.middleware.PortalNoStoreMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     # Refuses locked-out logins; last, as django-axes requires.
@@ -360,11 +362,14 @@ EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")  # implicit TLS (port 465)
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)  # STARTTLS (port 587)
 EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@example.edu")
-# Link in statement emails; seconds before the first retry of a temporary SMTP failure
-# (doubled at each retry, 5 retries).
-OPENCHARGEBACK_PORTAL_URL = os.environ.get(
-    "OPENCHARGEBACK_PORTAL_URL", "http://localhost:8000/portal/"
-)
+# The site's public address: every link in a mail (invitations, delegate grants, statement
+# emails) starts with it (openchargeback/links.py). A system check warns when production leaves
+# it unset. Seconds before the first retry of a temporary SMTP failure (doubled at each retry,
+# 5 retries).
+OPENCHARGEBACK_BASE_URL_SET = bool(os.environ.get("OPENCHARGEBACK_BASE_URL", "").strip())
+OPENCHARGEBACK_BASE_URL = (
+    os.environ.get("OPENCHARGEBACK_BASE_URL", "").strip() or "http://127.0.0.1:8000"
+).rstrip("/")
 OPENCHARGEBACK_EMAIL_RETRY_DELAY = int(os.environ.get("OPENCHARGEBACK_EMAIL_RETRY_DELAY", "30"))
 
 # The institution's billing configuration file (YAML). None: built-in defaults.

@@ -41,6 +41,7 @@ from accounts.services import actor_name, audit_record
 from billing.config import BillingConfig, load_config
 from billing.models import BillingPeriod
 from billing.services import PeriodError, period_writable
+from openchargeback import links
 
 from ..figures import month_label
 from ..lifecycle import EMAIL_LIVE, email_move, statement_move
@@ -183,9 +184,7 @@ def build_message(email: StatementEmail, attempt: int) -> EmailMultiAlternatives
         "period_label": month_label(period),
         "institution": snapshot.get("institution", ""),
         "contact_email": snapshot.get("contact_email", ""),
-        "portal_url": getattr(
-            settings, "OPENCHARGEBACK_PORTAL_URL", "http://localhost:8000/portal/"
-        ),
+        "portal_url": links.absolute_reverse("portal:home"),
         "statements": [
             {
                 "number": s.number,

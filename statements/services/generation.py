@@ -18,7 +18,7 @@ Invariants:
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.core.files.storage import default_storage
@@ -293,6 +293,16 @@ class GenerationPlan:
     shown: dict[tuple, tuple] = field(default_factory=dict)
 
 
+def _content_compared(current: Statement, f: StatementFigures) -> str:
+    """The content hash to compare with `current`'s. A sent statement keeps the PI name it
+    printed: a rename alone (the admin, the portal, an import filling an empty name) never
+    makes a revision, in an open month or a closed one. A revision made for another reason, and
+    every unsent statement, prints the current name (docs/statements.md, "PI names")."""
+    if current.sent_at is not None and current.pi_email and current.pi_name != f.pi_name:
+        return replace(f, pi_name=current.pi_name).content_hash()
+    return f.content_hash()
+
+
 def _is_unchanged(current: Statement, content: str, draft: bool) -> bool:
     if current.content_hash != content:
         return False
@@ -366,7 +376,7 @@ def _plan(
                 ),
             )
             plan.create.append((statement, f))
-        elif _is_unchanged(current, f.content_hash(), draft):
+        elif _is_unchanged(current, _content_compared(current, f), draft):
             action, statement = "unchanged", current
         elif current.sent_at is not None:
             phase_check(current, SUPERSEDED)
