@@ -430,16 +430,18 @@ class PagedTable(Flowable):
                     text.setTextOrigin(edges[i + 1] - 3 - stringWidth(row[i], font, size), base)
                     text.textOut(row[i])
 
-        y = self.height
-        row_text(self.header, y - ROW + 3.5, BOLD, 8)
+        # Row i (the header is row 0) is the band from height - (i + 1) * ROW up to
+        # height - i * ROW, the same band its shading and rules above use; its text sits on a
+        # baseline 3.5 pt above the band's foot, so descenders stay inside it.
+        top = self.height
+        row_text(self.header, top - ROW + 3.5, BOLD, 8)
         c.drawText(text)
         text = c.beginText()
         current[0] = None
         text.setFillColor(colors.black)
-        for row, kind in zip(self.rows, self.kinds, strict=True):
-            y -= ROW
+        for i, (row, kind) in enumerate(zip(self.rows, self.kinds, strict=True), start=2):
             bold = kind in ("section", "subtotal", "total")
-            row_text(row, y + 3.5, BOLD if bold else FONT, 8.5, span=kind == "section")
+            row_text(row, top - i * ROW + 3.5, BOLD if bold else FONT, 8.5, span=kind == "section")
         c.drawText(text)
 
 
