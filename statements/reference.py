@@ -16,6 +16,7 @@ from .figures import Line, Section, StatementFigures, _allocate
 from .pdf import PdfData
 
 D = Decimal
+SUBSIDY = D("0.35")  # the share of list price the reference institution covers
 SERVICES = ("Amazon Elastic Compute Cloud", "HPC Cluster", "Amazon Simple Storage Service")
 LONG_NAME = (
     "genomics-pipeline-variant-calling-worker-with-a-name-far-too-long-for-its-column-"
@@ -23,7 +24,7 @@ LONG_NAME = (
 )
 
 
-def reference_figures(lines: int, *, subsidy: Decimal = D("0.35")) -> StatementFigures:
+def reference_figures(lines: int, *, subsidy: Decimal = SUBSIDY) -> StatementFigures:
     """About `lines` detail lines over three services, credits and a correction.
 
     `subsidy` is the share of the list price the institution covers (1 = nothing due).
@@ -64,8 +65,16 @@ def reference_figures(lines: int, *, subsidy: Decimal = D("0.35")) -> StatementF
     if "correction" in extra:
         fix = Section("correction", "Correction of December 2024", corrects_period="2024-12")
         fix.lines.append(
-            Line(SERVICES[1], "cfd-les-runs", "cfd-les-runs", "Hours", D("-12"), 1,
-                 D("-3.1234") * (1 - subsidy), D("-3.1234"))
+            Line(
+                SERVICES[1],
+                "cfd-les-runs",
+                "cfd-les-runs",
+                "Hours",
+                D("-12"),
+                1,
+                D("-3.1234") * (1 - subsidy),
+                D("-3.1234"),
+            )
         )
         out.append(fix)
     f.sections = out
@@ -73,7 +82,7 @@ def reference_figures(lines: int, *, subsidy: Decimal = D("0.35")) -> StatementF
     return f
 
 
-def reference_data(lines: int = 90, *, subsidy: Decimal = D("0.35"), **changes) -> PdfData:
+def reference_data(lines: int = 90, *, subsidy: Decimal = SUBSIDY, **changes) -> PdfData:
     """The PDF data of a reference statement (`changes` override any PdfData field)."""
     f = reference_figures(lines, subsidy=subsidy)
     data = PdfData(
