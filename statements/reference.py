@@ -59,7 +59,7 @@ def reference_figures(lines: int, *, subsidy: Decimal = SUBSIDY) -> StatementFig
     if "credit" in extra:
         credit = Section("credit", "Credits")
         credit.lines.append(
-            Line(SERVICES[0], "", "Research credit", "", None, 1, D("-25.00"), D("-25.00"))
+            Line(SERVICES[0], "", "Research credit", "", None, 1, D(-25) * (1 - subsidy), D(-25))
         )
         out.append(credit)
     if "correction" in extra:
