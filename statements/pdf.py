@@ -484,14 +484,22 @@ def _detail_table(data: PdfData) -> list:
         kinds.append("section")
         show_service = s.category != "usage"
         for line in s.lines:
-            label = line.label
+            prefix = "   " + (
+                f"{line.service_name}: " if show_service and line.service_name else ""
+            )
+            label = fit(prefix + line.label, widths[0] - 6)
             if line.resource_name and line.resource_id and line.resource_id != line.resource_name:
-                label = f"{line.resource_name} · {line.resource_id}"
-            if show_service and line.service_name:
-                label = f"{line.service_name}: {label}"
+                # A long name is cut before its id, never the id: two lines of one long-named
+                # job stay told apart.
+                suffix = f" · {line.resource_id}"
+                room = widths[0] - 6 - stringWidth(suffix, FONT, 8.5)
+                if room >= (widths[0] - 6) / 2:
+                    label = fit(prefix + line.resource_name, room) + suffix
+                else:  # an id as long as the column: cut the whole
+                    label = fit(f"{prefix}{line.resource_name}{suffix}", widths[0] - 6)
             rows.append(
                 [
-                    fit("   " + label, widths[0] - 6),
+                    label,
                     fit(quantity_text(line.quantity, line.unit), widths[1] - 6),
                     money(line.list_amount),
                     money(line.discount_amount),

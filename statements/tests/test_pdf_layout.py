@@ -167,6 +167,9 @@ def _check_tables(data, tables: dict[str, Table]) -> None:
         for row, line in zip(printed, section.lines, strict=True):
             assert not row.shaded and not row.ruled_above, row.text
             assert row.amounts == [line.list_amount, line.discount_amount, line.due_amount]
+            if line.resource_id and line.resource_name and line.resource_id != line.resource_name:
+                # A name cut to the column keeps the id: lines stay told apart.
+                assert f"· {line.resource_id} " in row.text, row.text
         subtotal = next(rows)
         assert subtotal.text.startswith("Subtotal") and subtotal.ruled_above, subtotal.text
         sums = [sum((r.amounts[i] for r in printed), D(0)) for i in range(3)]
