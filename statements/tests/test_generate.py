@@ -298,3 +298,36 @@ def test_regenerating_after_a_fund_moved_after_sending_never_wedges_the_month(
     assert current[old["number"] + "-R2"] == old["amount_due"]
     assert current[moved["number"] + "-R1"] == "0.00"
     assert period_has_statements(BillingPeriod.objects.get(key="2025-01"))
+
+
+def test_the_dry_run_text_shows_the_numbers_and_changes_the_run_makes(
+    closed, generate, run, config_path
+):
+    """issue 12: the dry run listed ST-…-00008 where the run made ST-…-00008-R1, and printed
+    `changes: {}`."""
+    sent = {s["project"]: s for s in generate("--send")["statements"]}
+    old = sent["labor-economics"]["number"]
+    run("periods", "open", "2025-01", "--reason", "fund moved")
+    _reassign("ECON-NEW-01", project__code="labor-economics")
+    run("periods", "close", "2025-01")
+
+    preview = run("generate", "-p", "2025-01", "-c", config_path, "--dry-run")
+    planned = generate("--dry-run")
+    out = run("generate", "-p", "2025-01", "-c", config_path)
+
+    assert f"{old}-R1 " in preview and f"[revises {old}]" in preview
+    lines = preview.splitlines()
+    assert sum("[unchanged]" in line for line in lines) == 9
+    assert sum("[new]" in line for line in lines) == 1
+    assert (
+        "  Would change: 1 new, 1 revised (sent: a new -R number replaces it), 9 unchanged."
+        in lines
+    )
+    assert "  Changes: 1 new, 1 revised (sent: a new -R number replaces it), 9 unchanged." in (
+        out.splitlines()
+    )
+    assert {s["change"] for s in planned["statements"]} == {"new", "revised", "unchanged"}
+    made = Statement.objects.get(number=f"{old}-R1")
+    assert made.due_amount == 0
+    numbers = {ln.split()[0] for ln in lines if ln.startswith("  ST-")}
+    assert numbers == {ln.split()[0] for ln in out.splitlines() if ln.startswith("  ST-")}
