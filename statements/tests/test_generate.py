@@ -331,3 +331,41 @@ def test_the_dry_run_text_shows_the_numbers_and_changes_the_run_makes(
     assert made.due_amount == 0
     numbers = {ln.split()[0] for ln in lines if ln.startswith("  ST-")}
     assert numbers == {ln.split()[0] for ln in out.splitlines() if ln.startswith("  ST-")}
+
+
+def test_generate_one_pi_and_send_leaves_the_other_pis_alone(
+    closed, generate, run, config_path, settings
+):
+    """`generate --pi EMAIL --send`: one PI's statements made (or brought up to date) and
+    their one email queued and sent; every other PI's statements untouched and unsent."""
+    everyone = generate()  # all ten, final, none sent
+    others_before = {
+        s.number: (s.version, s.pdf_sha256, s.status)
+        for s in Statement.objects.exclude(pi__email="tarn.voxley@example.edu")
+    }
+
+    out = generate("--pi", "Tarn.Voxley@example.edu", "--send")
+
+    assert {s["pi_email"] for s in out["statements"]} == {"tarn.voxley@example.edu"}
+    assert out["changes"]["unchanged"] == len(out["statements"]) >= 1
+    assert out["emails"] == {"queued": 0, "sent": 1, "failed": 0}
+    (message,) = mailed(settings.EMAIL_FILE_PATH)
+    assert message["To"] == "tarn.voxley@example.edu"
+    attached = [p.get_filename() for p in message.walk() if p.get_filename()]
+    assert sorted(attached) == sorted(f"{s['number']}.pdf" for s in out["statements"])
+    assert {s.status for s in Statement.objects.filter(pi__email="tarn.voxley@example.edu")} == {
+        "sent"
+    }
+    others_after = {
+        s.number: (s.version, s.pdf_sha256, s.status)
+        for s in Statement.objects.exclude(pi__email="tarn.voxley@example.edu")
+    }
+    assert others_after == others_before
+    assert {status for _, _, status in others_after.values()} == {"ready"}
+    assert len(everyone["statements"]) == len(others_after) + len(out["statements"])
+    text = run("generate", "-p", "2025-01", "-c", config_path, "--pi", "tarn.voxley@example.edu")
+    assert f"Generated {len(out['statements'])} statements for 2025-01 (1 PI)." in text
+    # Sent once: asking again mails nothing.
+    again = generate("--pi", "tarn.voxley@example.edu", "--send")
+    assert again["emails"]["sent"] == 0
+    assert len(mailed(settings.EMAIL_FILE_PATH)) == 1

@@ -101,7 +101,8 @@ class Command(BillingCommand):
         kind = "draft statements" if data["draft"] else "statements"
         head = "Would generate" if data["status"] == "dry-run" else "Generated"
         self.stdout.write(
-            f"{head} {len(data['statements'])} {kind} for {data['period']} ({data['pis']} PIs)."
+            f"{head} {len(data['statements'])} {kind} for {data['period']} "
+            f"({data['pis']} PI{'' if data['pis'] == 1 else 's'})."
         )
         for s in data["statements"]:
             status = f"  [{s['status']}]" if "status" in s else ""
