@@ -25,7 +25,7 @@ LONG_NAME = (
 
 
 def reference_figures(lines: int, *, subsidy: Decimal = SUBSIDY) -> StatementFigures:
-    """About `lines` detail lines over three services, credits and a correction.
+    """`lines` detail lines over up to three services, a credit and a correction (from 4 lines).
 
     `subsidy` is the share of the list price the institution covers (1 = nothing due).
     """
@@ -43,7 +43,7 @@ def reference_figures(lines: int, *, subsidy: Decimal = SUBSIDY) -> StatementFig
     extra = [] if lines < 4 else ["credit", "correction"]
     usage = lines - len(extra)
     sections = {
-        name: Section("usage", name, name) for name in SERVICES[: min(3, max(1, usage // 3 or 1))]
+        name: Section("usage", name, name) for name in SERVICES[: min(3, max(1, usage // 3))]
     }
     names = list(sections)
     for i in range(usage):
