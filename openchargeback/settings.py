@@ -317,10 +317,13 @@ else:
         }
     }
 
-# Celery: eager (in-process) unless a broker is configured.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL or None)
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# Celery: eager (in-process) unless a broker is configured. An eager task still takes a
+# producer from the pool, so without a broker it gets kombu's in-memory transport, named with a
+# host: a bare "memory://" makes kombu warn "No hostname was supplied" on every command.
+_BROKER = os.environ.get("CELERY_BROKER_URL", "")
+CELERY_BROKER_URL = _BROKER or "memory://localhost/"
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", _BROKER or None)
+CELERY_TASK_ALWAYS_EAGER = not _BROKER  # False exactly when workers are configured
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-run is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -11,7 +11,15 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.management.base import CommandError
 
 from accounts.models import AuditEvent
-from billing.models import AccountMapping, BillingPeriod, Charge, Flag, ReviewDecision
+from billing.models import (
+    PI,
+    AccountMapping,
+    BillingPeriod,
+    Charge,
+    Flag,
+    Project,
+    ReviewDecision,
+)
 from billing.selectors import period_summary
 from billing.services import (
     PeriodError,
@@ -721,3 +729,22 @@ def test_a_decision_on_a_status_filter_counts_what_it_skipped(month):
     # Approving a clean charge picked by its status: nothing to approve, one left alone.
     result = charge_approve(charges=Charge.objects.filter(review_status="clean"))
     assert (result.count, result.skipped) == (0, 1)
+
+
+def test_review_list_text_cuts_long_emails_and_projects_with_an_ellipsis(month, run):
+    """issue 12: `review list` cut an email mid-word with nothing to say it was cut."""
+    long_email = "philippa.snodgrass-vane@humanities.example.edu"  # 46 characters
+    Charge.objects.filter(resource_id="bad-fund-1").update(
+        pi=PI.objects.create(email=long_email),
+        project=Project.objects.create(code="medieval-ocr-digitisation-2026"),
+    )
+
+    out = run("review", "list", "-p", "2025-01")
+
+    rows = {line.split()[0]: line for line in out.splitlines()}
+    row = rows[str(charge("bad-fund-1").pk)]
+    assert long_email not in row
+    assert f" {long_email[:29]}… " in row  # 30 columns: 29 characters and the ellipsis
+    assert " medieval-ocr-digiti… " in row
+    # A value that fits is printed whole, without an ellipsis.
+    assert "…" not in rows[str(charge("bad-fund-2").pk)]
