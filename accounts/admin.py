@@ -17,6 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
 
 from openchargeback.csvsafe import safe_cell
+from openchargeback.listcells import ListTitleMixin, stacked, truncated, when
 
 from .models import AuditEvent, User
 
@@ -97,15 +98,33 @@ def _csv_cell(value) -> str:
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    """Read-only: nobody edits or deletes the audit trail from the admin. Exportable as CSV."""
+class AuditEventAdmin(ListTitleMixin, admin.ModelAdmin):
+    """Read-only: nobody edits or deletes the audit trail from the admin. Exportable as CSV.
+    The list cuts long names and reasons (whole on hover and on the detail page)."""
 
-    list_display = ("created_at", "actor", "action", "object_type", "object_repr", "reason")
+    list_title = "Audit log"
+    list_display = ("created", "actor_cell", "action", "object_cell", "reason_cell")
     list_filter = ("action", "object_type", "created_at")
     search_fields = ("actor", "object_repr", "object_id", "reason")
     date_hierarchy = "created_at"
     show_full_result_count = False
     actions = ["export_csv"]
+
+    @admin.display(description="when", ordering="created_at")
+    def created(self, obj):
+        return when(obj.created_at)
+
+    @admin.display(description="actor", ordering="actor")
+    def actor_cell(self, obj):
+        return truncated(obj.actor, 18)
+
+    @admin.display(description="object", ordering="object_type")
+    def object_cell(self, obj):
+        return stacked(truncated(obj.object_repr, 28), obj.object_type)
+
+    @admin.display(description="reason")
+    def reason_cell(self, obj):
+        return truncated(obj.reason, 28)
 
     def has_add_permission(self, request):
         return False

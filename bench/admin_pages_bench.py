@@ -97,7 +97,7 @@ def main():
         "charges, project": f"/admin/billing/charge/?project_id={project_code}",
         "charges, search resource": f"/admin/billing/charge/?q={sample.resource_id}",
         "charges, search fund/org": f"/admin/billing/charge/?q={sample.fund_org}",
-        "charges, sorted by billed": "/admin/billing/charge/?o=6",
+        "charges, by resource id": "/admin/billing/charge/?o=1",
         "charges, page 50": "/admin/billing/charge/?p=50",
         "charge detail": f"/admin/billing/charge/{sample.pk}/change/",
         "review queue": "/admin/billing/reviewitem/",

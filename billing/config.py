@@ -24,7 +24,10 @@ ATTRIBUTION_FIELDS = (
     "reference_1",
     "reference_2",
 )
-DEFAULT_TAG_MAPPING = {name: name for name in ATTRIBUTION_FIELDS}
+# What a tag may also say without being stored on the charge: the PI's display name, which fills
+# a PI whose name is still empty (docs/configuration.md, "PI names").
+TAG_MAPPING_FIELDS = (*ATTRIBUTION_FIELDS, "pi_name")
+DEFAULT_TAG_MAPPING = {name: name for name in TAG_MAPPING_FIELDS}
 
 
 class ConfigError(Exception):
@@ -158,8 +161,8 @@ def parse_config(data: Any, path: str = "") -> BillingConfig:
     mapping = dict(DEFAULT_TAG_MAPPING)
     raw_mapping = _section(data, "tag_mapping", dict)
     for name, tag_key in raw_mapping.items():
-        if name not in ATTRIBUTION_FIELDS:
-            known = ", ".join(ATTRIBUTION_FIELDS)
+        if name not in TAG_MAPPING_FIELDS:
+            known = ", ".join(TAG_MAPPING_FIELDS)
             raise ConfigError(f"tag_mapping.{name}: unknown field (known fields: {known})")
         if not isinstance(tag_key, str) or not tag_key.strip():
             raise ConfigError(f"tag_mapping.{name}: expected a tag key, got {tag_key!r}")

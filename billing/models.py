@@ -88,6 +88,8 @@ class PI(models.Model):
     """A principal investigator, known by email (lowercase)."""
 
     email = models.EmailField(unique=True)
+    # The display name (emails, statements, the portal). Set in the admin or by the PI in the
+    # portal; an import fills it only while it is empty (tag `pi_name`, the account map).
     name = models.CharField(max_length=200, blank=True)
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -157,6 +159,13 @@ class AccountMapping(models.Model):
         max_length=200, help_text="SubAccountId or BillingAccountId as it appears in the files."
     )
     pi_email = models.EmailField("PI email", blank=True)
+    pi_name = models.CharField(
+        "PI name",
+        max_length=200,
+        blank=True,
+        help_text="Names the PI when their name is still empty; a name set in the admin or the "
+        "portal wins.",
+    )
     project_id = models.CharField(max_length=200, blank=True)
     fund_org = models.CharField(max_length=100, blank=True)
     cost_center = models.CharField(max_length=100, blank=True)

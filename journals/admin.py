@@ -11,7 +11,6 @@ import io
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -19,8 +18,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing.admin import register_period_action
+from billing.admin.confirm import confirm_action, is_confirmed
+from billing.admin.widgets import money_cell
 from billing.config import ConfigError, load_config
 from billing.models import BillingPeriod
+from openchargeback.listcells import ListTitleMixin, truncated, when
 
 from .build import JournalRefused, journal_preview
 from .models import JournalExport, JournalTemplate
@@ -159,16 +161,17 @@ class JournalTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(JournalExport)
-class JournalExportAdmin(admin.ModelAdmin):
+class JournalExportAdmin(ListTitleMixin, admin.ModelAdmin):
+    list_title = "Journal exports"
     list_display = (
-        "created_at",
+        "created",
         "period",
         "template_name",
         "kind",
         "currency",
         "rows",
-        "debit_amount",
-        "credit_amount",
+        "debits",
+        "credits",
         "actor",
         "download_link",
     )
@@ -189,10 +192,22 @@ class JournalExportAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="created at", ordering="created_at")
+    def created(self, obj):
+        return when(obj.created_at)
+
+    @admin.display(description="debits")
+    def debits(self, obj):
+        return money_cell(obj.debit_amount, obj.currency)
+
+    @admin.display(description="credits")
+    def credits(self, obj):
+        return money_cell(obj.credit_amount, obj.currency)
+
     @admin.display(description="file")
     def download_link(self, obj):
         url = reverse("admin:journals_journalexport_download", args=[obj.pk])
-        return format_html('<a href="{}">{}</a>', url, obj.file_name)
+        return format_html('<a href="{}">{}</a>', url, truncated(obj.file_name, 32))
 
     def get_urls(self):
         urls = [
@@ -245,8 +260,8 @@ def export_journal_action(modeladmin, request, queryset):
     if not request.user.has_perm("journals.export_journal"):
         raise PermissionDenied
     periods = list(queryset.order_by("key"))
-    form = ExportJournalForm(request.POST if request.POST.get("confirm") else None)
-    if request.POST.get("confirm") and form.is_valid():
+    form = ExportJournalForm(request.POST if is_confirmed(request) else None)
+    if is_confirmed(request) and form.is_valid():
         try:
             config = load_config()
         except ConfigError as exc:
@@ -280,19 +295,31 @@ def export_journal_action(modeladmin, request, queryset):
     if not form.is_bound:
         default = JournalTemplate.objects.filter(name="gl").first()
         form = ExportJournalForm(initial={"template": default.pk if default else None})
-    locked = [p.key for p in periods if p.is_locked()]
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": "Export journals",
-        "opts": modeladmin.model._meta,
-        "periods": periods,
-        "locked": locked,
-        "form": form,
-        "action_name": request.POST.get("action", "export_journal_action"),
-        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-    }
-    return TemplateResponse(request, "admin/journals/export_journal_confirm.html", context)
+    return confirm_action(
+        modeladmin,
+        request,
+        queryset,
+        title="Export journals",
+        message="Each export writes one file per currency, is recorded under Journal exports "
+        "(with its checksum and totals) and in the audit trail. A journal that would not balance, "
+        "or has a source or fund/org not set up for the ledger, is refused and writes nothing.",
+        action_label="Export",
+        lines=[f"{p.key} ({p.status}){_export_note(p)}" for p in periods],
+        form=form,
+    )
 
 
-register_period_action(export_journal_action, required_permission="journals.export_journal")
+def _export_note(period) -> str:
+    if period.is_locked():
+        return ": finalized, read-only; it will be refused (its recorded exports stay downloadable)"
+    if period.is_open():
+        return ": still open, so this is a draft"
+    return ""
+
+
+register_period_action(
+    export_journal_action,
+    required_permission="journals.export_journal",
+    label="Export journal…",
+    order=50,
+)

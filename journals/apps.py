@@ -13,6 +13,7 @@ class JournalsConfig(AppConfig):
         register_finalize_check(
             period_has_journal,
             "no general-ledger journal has been exported since the statements last changed",
+            label="A general-ledger journal exported since the statements last changed",
         )
 
         from . import dbguards  # noqa: F401  (registers this app's database guards)

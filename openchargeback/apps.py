@@ -12,3 +12,7 @@ class OpenChargebackConfig(AppConfig):
 
 class AdminConfig(DjangoAdminConfig):
     default_site = "openchargeback.admin.OpenChargebackAdminSite"
+
+    def ready(self):
+        super().ready()
+        from . import checks  # noqa: F401  (registers the product's system checks)

@@ -1,14 +1,12 @@
 """The `openchargeback` command: Django's management commands under the product's name.
 
 `openchargeback ingest …` is `python manage.py ingest …`. Command names may be written with
-hyphens, as the earlier tool's CLI had them (`export-journal` runs `export_journal`), and
-`serve` is an alias for `runserver`.
+hyphens, as the earlier tool's CLI had them (`export-journal` runs `export_journal`).
+`openchargeback serve` is the development server (accounts/management/commands/serve.py).
 """
 
 import os
 import sys
-
-ALIASES = {"serve": "runserver"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,5 +16,5 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     if len(argv) > 1 and not argv[1].startswith("-"):
         name = argv[1]
-        argv[1] = ALIASES.get(name, name.replace("-", "_"))
+        argv[1] = name.replace("-", "_")
     execute_from_command_line(argv)

@@ -35,9 +35,10 @@ def check_database() -> str:
 
 
 def check_broker() -> str:
-    url = settings.CELERY_BROKER_URL
-    if not url:
+    # No broker configured: tasks run in-process (settings give kombu's in-memory transport).
+    if settings.CELERY_TASK_ALWAYS_EAGER:
         return "not used"
+    url = settings.CELERY_BROKER_URL
     from kombu import Connection
 
     try:

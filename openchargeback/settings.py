@@ -98,6 +98,8 @@ MIDDLEWARE = [
     "accounts.middleware.GuardRefusalMiddleware",
     # Names the user on the audit events of PI, project and source edits.
     "billing.reference_audit.ReferenceAuditMiddleware",
+    # Cache-Control: private, no-store on every portal page, PDF and CSV.
+    "statements.portal.middleware.PortalNoStoreMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     # Refuses locked-out logins; last, as django-axes requires.
@@ -331,10 +333,13 @@ else:
         }
     }
 
-# Celery: eager (in-process) unless a broker is configured.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL or None)
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# Celery: eager (in-process) unless a broker is configured. An eager task still takes a
+# producer from the pool, so without a broker it gets kombu's in-memory transport, named with a
+# host: a bare "memory://" makes kombu warn "No hostname was supplied" on every command.
+_BROKER = os.environ.get("CELERY_BROKER_URL", "")
+CELERY_BROKER_URL = _BROKER or "memory://localhost/"
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", _BROKER or None)
+CELERY_TASK_ALWAYS_EAGER = not _BROKER  # False exactly when workers are configured
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-run is redelivered, not lost
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -382,11 +387,14 @@ EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")  # implicit TLS (port 465)
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)  # STARTTLS (port 587)
 EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@example.edu")
-# Link in statement emails; seconds before the first retry of a temporary SMTP failure
-# (doubled at each retry, 5 retries).
-OPENCHARGEBACK_PORTAL_URL = os.environ.get(
-    "OPENCHARGEBACK_PORTAL_URL", "http://localhost:8000/portal/"
-)
+# The site's public address: every link in a mail (invitations, delegate grants, statement
+# emails) starts with it (openchargeback/links.py). A system check warns when production leaves
+# it unset. Seconds before the first retry of a temporary SMTP failure (doubled at each retry,
+# 5 retries).
+OPENCHARGEBACK_BASE_URL_SET = bool(os.environ.get("OPENCHARGEBACK_BASE_URL", "").strip())
+OPENCHARGEBACK_BASE_URL = (
+    os.environ.get("OPENCHARGEBACK_BASE_URL", "").strip() or "http://127.0.0.1:8000"
+).rstrip("/")
 OPENCHARGEBACK_EMAIL_RETRY_DELAY = int(os.environ.get("OPENCHARGEBACK_EMAIL_RETRY_DELAY", "30"))
 
 # The institution's billing configuration file (YAML). None: built-in defaults.

@@ -4,10 +4,12 @@ The README's tables are this script's output, pasted. Sums are exact: every amou
 file's text straight into Decimal, and the context is wide enough that no addition rounds. Tests and
 import checks compare against these figures, so a float anywhere here would defeat the point.
 
-The "expected flags" list is a plain re-statement of the review rules the importer is meant to apply
-(no tags, tags that are not a JSON object, no fund_org, fund_org failing the pattern, a non-Usage
-charge category, a correction or a charge from another month, NULL in a name field). It exists so
-the README's list can be regenerated from the data instead of being maintained by hand.
+The "held for review" list is a plain re-statement of the review rules the importer applies with
+config.example.yaml (no tags, tags that are not a JSON object, no fund_org, a fund_org failing the
+pattern); the "worth a look" list names rows the importer bills as they are (a correction or a
+charge from another month, a tax or credit line, NULL in a name field). Both exist so the
+README's lists are regenerated from the data instead of being maintained by hand, and
+billing/tests/test_sample_readme.py checks the README's figures against a real import.
 
 Usage: python sample_data/compute_totals.py
 """
@@ -40,8 +42,8 @@ def amount(value):
     return Decimal(0) if is_null(value) else Decimal(value.strip())
 
 
-def expected_flags(row):
-    """Reasons the importer should hold this row for review; empty when it is clean."""
+def review_reasons(row):
+    """Why the importer holds this row for review; empty when it bills it as it is."""
     reasons = []
     raw = row["Tags"]
     if is_null(raw):
@@ -61,22 +63,28 @@ def expected_flags(row):
                 reasons.append("tags have no fund_org")
             elif not FUND_ORG_PATTERN.match(str(fund).strip()):
                 reasons.append(f"fund_org {fund!r} fails the pattern")
+    return reasons
+
+
+def notes(row):
+    """What is unusual about a row that the importer does not hold for that reason alone."""
+    found = []
     if row["ChargeCategory"] != "Usage":
-        reasons.append("ChargeCategory {}".format(row["ChargeCategory"]))
+        found.append("ChargeCategory {}".format(row["ChargeCategory"]))
     if row["ChargeClass"] == "Correction":
-        reasons.append("ChargeClass Correction")
+        found.append("ChargeClass Correction")
     if row["ChargePeriodStart"][:7] != row["BillingPeriodStart"][:7]:
-        reasons.append(
+        found.append(
             "charge period {} is outside billing period {}".format(
                 row["ChargePeriodStart"][:10], row["BillingPeriodStart"][:7]
             )
         )
     for field in ("ResourceName", "ResourceId"):
         if row[field].strip() == "NULL":
-            reasons.append(
+            found.append(
                 f"{field} is the literal text NULL: must import as null, not the string 'NULL'"
             )
-    return reasons
+    return found
 
 
 def main():
@@ -95,7 +103,7 @@ def main():
                 "billed": sum((amount(r["BilledCost"]) for r in rows), Decimal(0)),
                 "list": sum((amount(r["ListCost"]) for r in rows), Decimal(0)),
                 "month": {r["BillingPeriodStart"][:7] for r in rows},
-                "flags": [(i, r, expected_flags(r)) for i, r in enumerate(rows, start=1)],
+                "rows_by_number": list(enumerate(rows, start=1)),
             }
 
         print("### Per file\n")
@@ -132,19 +140,24 @@ def main():
                 )
 
         print(
-            "\n### Rows expected to be flagged (row 1 is the first data row; file line = row + 1)\n"
+            "\n### Rows the import holds for review (row 1 is the first data row; line = row + 1)\n"
         )
         for name, fig in per_file.items():
-            flagged = [(i, r, why) for i, r, why in fig["flags"] if why]
-            print(
-                "- **{}**: {}".format(name, "none" if not flagged else "%d row(s)" % len(flagged))
-            )
-            for i, r, why in flagged:
-                what = r["ResourceName"] or r["ChargeDescription"]
-                print(
-                    "  - row %d (%s, BilledCost %s): %s"
-                    % (i, what, r["BilledCost"], "; ".join(why))
-                )
+            held = [(i, r) for i, r in fig["rows_by_number"] if review_reasons(r)]
+            print("- **{}**: {}".format(name, "%d row(s)" % len(held) if held else "none"))
+            for i, r in held:
+                print("  - " + describe(i, r, review_reasons(r) + notes(r)))
+
+        print("\n### Rows billed as they are, worth a look\n")
+        for name, fig in per_file.items():
+            for i, r in fig["rows_by_number"]:
+                if notes(r) and not review_reasons(r):
+                    print(f"- **{name}** {describe(i, r, notes(r))}")
+
+
+def describe(i, row, reasons):
+    what = row["ResourceName"] or row["ChargeDescription"]
+    return "row %d (%s, BilledCost %s): %s" % (i, what, row["BilledCost"], "; ".join(reasons))
 
 
 if __name__ == "__main__":

@@ -8,17 +8,18 @@ BillingPeriod admin adds them (with `StatementPeriodActionsMixin` for the permis
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from billing.admin import register_period_action
+from billing.admin.confirm import confirm_action, is_confirmed
+from billing.admin.widgets import money_cell
 from billing.config import ConfigError, load_config
 from billing.money import cents_text
+from openchargeback.listcells import ListTitleMixin, stacked, truncated, when
 
 from .models import EmailAttempt, Statement, StatementEmail, StatementLine, StatementRun
 from .selectors import period_status, run_progress
@@ -28,6 +29,8 @@ from .services import (
     statement_generate,
     statement_run_resume,
     statement_send,
+    statement_send_one,
+    statement_send_refusal,
 )
 
 GENERATE_PERM = "statements.generate_statement"
@@ -67,17 +70,19 @@ class StatementLineInline(admin.TabularInline):
 
 
 @admin.register(Statement)
-class StatementAdmin(ReadOnlyAdmin):
+class StatementAdmin(ListTitleMixin, ReadOnlyAdmin):
+    """Statements by period. The list merges PI with project and status with kind, so the amount
+    due, when it was sent and the PDF fit at 1280 px; the detail page has every field."""
+
+    list_title = "Statements"
     list_display = (
         "number",
         "period",
-        "pi_email",
-        "project_code",
-        "fund_org",
-        "kind",
-        "status",
+        "who",
+        "fund",
+        "status_kind",
         "due",
-        "sent_at",
+        "sent",
         "pdf_links",
     )
     list_filter = ("period", "status", "is_draft")
@@ -120,15 +125,93 @@ class StatementAdmin(ReadOnlyAdmin):
     )
     fields = readonly_fields
 
+    actions = ["send_one"]
+
+    def has_send_statement_permission(self, request):
+        return request.user.has_perm(SEND_PERM)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(
+        description="Send or resend the selected statement", permissions=["send_statement"]
+    )
+    def send_one(self, request, queryset):
+        """One statement to its PI, after the confirmation page; the refusal says why not."""
+        statements = list(queryset.select_related("period", "pi", "superseded_by")[:2])
+        if len(statements) != 1:
+            self.message_user(
+                request, "Select exactly one statement to send or resend.", messages.WARNING
+            )
+            return None
+        (statement,) = statements
+        problem = statement_send_refusal(statement)
+        if problem:
+            self.message_user(
+                request, f"{statement.number} can't be sent: {problem}.", messages.ERROR
+            )
+            return None
+        again = statement.sent_at is not None
+        if not is_confirmed(request):
+            return confirm_action(
+                self,
+                request,
+                queryset,
+                title="Send the statement again" if again else "Send the statement",
+                summary=f"{statement.number} to {statement.pi.email}: amount due "
+                f"{statement.currency} {cents_text(statement.due_amount)}.",
+                message=(
+                    f"It was sent on {statement.sent_at:%Y-%m-%d %H:%M}; the PI gets it again, "
+                    "as a new email of its own."
+                    if again
+                    else "The PI gets this statement in an email of its own."
+                ),
+                action_label="Send again" if again else "Send",
+            )
+        try:
+            email = statement_send_one(
+                statement=statement, acting_user=request.user, config=load_config()
+            )
+        except ConfigError as exc:
+            self.message_user(request, f"configuration: {exc}", messages.ERROR)
+            return None
+        except StatementError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
+        email.refresh_from_db()
+        status = email.get_status_display().lower()
+        self.message_user(
+            request, f"{statement.number}: email to {email.to_address} {status}.", messages.SUCCESS
+        )
+        return None
+
     @admin.display(description="kind")
     def kind(self, obj):
         if obj.is_draft:
             return "DRAFT"
         return f"revision {obj.revision}" if obj.revision else "final"
 
+    @admin.display(description="PI · project", ordering="pi_email")
+    def who(self, obj):
+        return stacked(truncated(obj.pi_email, 24), truncated(obj.project_code, 24))
+
+    @admin.display(description="fund/org", ordering="fund_org")
+    def fund(self, obj):
+        return truncated(obj.fund_org, 14)
+
+    @admin.display(description="status · kind", ordering="status")
+    def status_kind(self, obj):
+        return stacked(obj.get_status_display(), self.kind(obj))
+
     @admin.display(description="amount due")
     def due(self, obj):
-        return f"{obj.currency} {cents_text(obj.due_amount)}"
+        return money_cell(obj.due_amount, obj.currency)
+
+    @admin.display(description="sent at", ordering="sent_at")
+    def sent(self, obj):
+        return when(obj.sent_at)
 
     @admin.display(description="PDF")
     def pdf_links(self, obj):
@@ -185,7 +268,8 @@ class EmailAttemptInline(admin.TabularInline):
 
 
 @admin.register(StatementEmail)
-class StatementEmailAdmin(ReadOnlyAdmin):
+class StatementEmailAdmin(ListTitleMixin, ReadOnlyAdmin):
+    list_title = "Statement emails"
     list_display = (
         "id",
         "to_address",
@@ -236,17 +320,17 @@ class StatementEmailAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Resend the selected emails", permissions=["send_statement"])
     def resend_emails(self, request, queryset):
-        if request.POST.get("post") != "yes":
-            return _confirm(
-                request,
+        if not is_confirmed(request):
+            return confirm_action(
                 self,
+                request,
                 queryset,
                 title="Resend statement emails",
-                action="resend_emails",
+                action_label="Resend",
                 lines=[
                     f"{e.to_address}: {self.statement_numbers(e)} ({e.status})" for e in queryset
                 ],
-                warning="Each PI below gets the email again, with the current version of "
+                message="Each PI below gets the email again, with the current version of "
                 "its statements.",
             )
         done = 0
@@ -262,7 +346,8 @@ class StatementEmailAdmin(ReadOnlyAdmin):
 
 
 @admin.register(StatementRun)
-class StatementRunAdmin(ReadOnlyAdmin):
+class StatementRunAdmin(ListTitleMixin, ReadOnlyAdmin):
+    list_title = "Statement runs"
     list_display = (
         "id",
         "period",
@@ -314,6 +399,19 @@ class StatementRunAdmin(ReadOnlyAdmin):
         permissions=["generate_statement"],
     )
     def resume_runs(self, request, queryset):
+        if not is_confirmed(request):
+            return confirm_action(
+                self,
+                request,
+                queryset,
+                title="Resume statement batches",
+                action_label="Resume",
+                lines=[
+                    f"Batch {run.pk} ({run.period.key}): {self.progress(run)}" for run in queryset
+                ],
+                message="What each batch still waits for (statements to render, emails to send) "
+                "is enqueued again. What is done is not done twice.",
+            )
         for item in queryset:
             counts = statement_run_resume(run=item)
             self.message_user(
@@ -325,21 +423,6 @@ class StatementRunAdmin(ReadOnlyAdmin):
 
 # ---------------------------------------------------------------------------------------------
 # Actions for the BillingPeriod admin
-
-
-def _confirm(request, modeladmin, queryset, *, title, action, lines, warning="", extra=None):
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "opts": modeladmin.model._meta,
-        "queryset": queryset,
-        "lines": lines,
-        "warning": warning,
-        "action": action,
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "extra": extra or {},
-    }
-    return TemplateResponse(request, "admin/statements/confirm_action.html", context)
 
 
 class StatementPeriodActionsMixin:
@@ -375,15 +458,15 @@ def generate_statements_action(modeladmin, request, queryset):
     """Generate (drafts if open, final if closed), after a confirmation page."""
     if not request.user.has_perm(GENERATE_PERM):
         raise PermissionDenied
-    if request.POST.get("post") != "yes":
-        return _confirm(
-            request,
+    if not is_confirmed(request):
+        return confirm_action(
             modeladmin,
+            request,
             queryset,
             title="Generate statements",
-            action="generate_statements_action",
+            action_label="Generate",
             lines=_period_lines(queryset),
-            warning="Unsent statements are replaced; a changed statement that was already sent "
+            message="Unsent statements are replaced; a changed statement that was already sent "
             "gets a revised version. Nothing is mailed.",
         )
     _run_for_periods(modeladmin, request, queryset, send=False)
@@ -398,15 +481,15 @@ def send_statements_action(modeladmin, request, queryset):
     """Generate the final statements and email each PI the ones not sent yet."""
     if not (request.user.has_perm(SEND_PERM) and request.user.has_perm(GENERATE_PERM)):
         raise PermissionDenied
-    if request.POST.get("post") != "yes":
-        return _confirm(
-            request,
+    if not is_confirmed(request):
+        return confirm_action(
             modeladmin,
+            request,
             queryset,
             title="Generate and email statements",
-            action="send_statements_action",
+            action_label="Generate and email",
             lines=_period_lines(queryset),
-            warning="Each PI is emailed the statements not sent to them yet, once. Open periods "
+            message="Each PI is emailed the statements not sent to them yet, once. Open periods "
             "are refused: drafts are not mailed.",
         )
     _run_for_periods(modeladmin, request, queryset, send=True)
@@ -448,5 +531,16 @@ __all__ = [
 ]
 
 
-register_period_action(generate_statements_action, required_permission=GENERATE_PERM)
-register_period_action(send_statements_action, required_permission=SEND_PERM)
+register_period_action(
+    generate_statements_action,
+    required_permission=GENERATE_PERM,
+    label="Generate statements…",
+    order=30,
+)
+register_period_action(
+    send_statements_action,
+    required_permission=SEND_PERM,
+    label="Send statements…",
+    statuses=("closed",),
+    order=40,
+)

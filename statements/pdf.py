@@ -430,16 +430,18 @@ class PagedTable(Flowable):
                     text.setTextOrigin(edges[i + 1] - 3 - stringWidth(row[i], font, size), base)
                     text.textOut(row[i])
 
-        y = self.height
-        row_text(self.header, y - ROW + 3.5, BOLD, 8)
+        # Row i (the header is row 0) is the band from height - (i + 1) * ROW up to
+        # height - i * ROW, the same band its shading and rules above use; its text sits on a
+        # baseline 3.5 pt above the band's foot, so descenders stay inside it.
+        top = self.height
+        row_text(self.header, top - ROW + 3.5, BOLD, 8)
         c.drawText(text)
         text = c.beginText()
         current[0] = None
         text.setFillColor(colors.black)
-        for row, kind in zip(self.rows, self.kinds, strict=True):
-            y -= ROW
+        for i, (row, kind) in enumerate(zip(self.rows, self.kinds, strict=True), start=2):
             bold = kind in ("section", "subtotal", "total")
-            row_text(row, y + 3.5, BOLD if bold else FONT, 8.5, span=kind == "section")
+            row_text(row, top - i * ROW + 3.5, BOLD if bold else FONT, 8.5, span=kind == "section")
         c.drawText(text)
 
 
@@ -482,14 +484,22 @@ def _detail_table(data: PdfData) -> list:
         kinds.append("section")
         show_service = s.category != "usage"
         for line in s.lines:
-            label = line.label
+            prefix = "   " + (
+                f"{line.service_name}: " if show_service and line.service_name else ""
+            )
+            label = fit(prefix + line.label, widths[0] - 6)
             if line.resource_name and line.resource_id and line.resource_id != line.resource_name:
-                label = f"{line.resource_name} · {line.resource_id}"
-            if show_service and line.service_name:
-                label = f"{line.service_name}: {label}"
+                # A long name is cut before its id, never the id: two lines of one long-named
+                # job stay told apart.
+                suffix = f" · {line.resource_id}"
+                room = widths[0] - 6 - stringWidth(suffix, FONT, 8.5)
+                if room >= (widths[0] - 6) / 2:
+                    label = fit(prefix + line.resource_name, room) + suffix
+                else:  # an id as long as the column: cut the whole
+                    label = fit(f"{prefix}{line.resource_name}{suffix}", widths[0] - 6)
             rows.append(
                 [
-                    fit("   " + label, widths[0] - 6),
+                    label,
                     fit(quantity_text(line.quantity, line.unit), widths[1] - 6),
                     money(line.list_amount),
                     money(line.discount_amount),

@@ -8,11 +8,10 @@ and the PI admin that uses them.
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
-from django.template.response import TemplateResponse
 
 from ..models import PI, BillingPeriod, Charge, PIDelegate
 from ..services.pis import pi_invite
+from .confirm import confirm_action, is_confirmed
 
 
 class PIPeriodFilter(admin.SimpleListFilter):
@@ -52,7 +51,7 @@ class PIDelegateInline(admin.TabularInline):
 def invite_pis_action(modeladmin, request, queryset):
     """Confirm, then give each selected PI a login and email them a set-password link."""
     pis = list(queryset.select_related("user").order_by("email"))
-    if request.POST.get("post") == "yes":
+    if is_confirmed(request):
         result = pi_invite(pis=pis, acting_user=request.user, request_or_base_url=request)
         if result.invited:
             modeladmin.message_user(
@@ -67,18 +66,31 @@ def invite_pis_action(modeladmin, request, queryset):
                 request, f"Invitation to {email} could not be sent: {error}", messages.ERROR
             )
         return None
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": "Invite PIs to the portal",
-        "opts": modeladmin.model._meta,
-        "pis": pis,
-        "with_login": sum(1 for pi in pis if pi.user_id),
-        "staff": [pi for pi in pis if pi.user_id and pi.user.is_staff],
-        "action": "invite_pis_action",
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "select_across": request.POST.get("select_across") == "1",
-    }
-    return TemplateResponse(request, "admin/billing/pi/invite_confirmation.html", context)
+    staff = [pi.email for pi in pis if pi.user_id and pi.user.is_staff]
+    with_login = sum(1 for pi in pis if pi.user_id)
+    message = (
+        "Each PI below gets a login (if they have none) and an email with a link to set their "
+        "password. The link works once and expires in a few days; sending again makes a new link."
+    )
+    if with_login:
+        message += f" {with_login} of them already have a login: they get a new link."
+    if staff:
+        message += f" Not invited: {', '.join(staff)} (a staff account)."
+    return confirm_action(
+        modeladmin,
+        request,
+        queryset,
+        title="Invite PIs to the portal",
+        message=message,
+        action_label=f"Invite {len(pis)} PI{'' if len(pis) == 1 else 's'}",
+        table=(
+            ("Email", "Name", "Login"),
+            (
+                (pi.email, pi.name or "—", pi.user.get_username() if pi.user_id else "new")
+                for pi in pis
+            ),
+        ),
+    )
 
 
 @admin.register(PI)

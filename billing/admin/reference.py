@@ -53,6 +53,7 @@ class AccountMappingResource(SafeResource):
             "source",
             "account_id",
             "pi_email",
+            "pi_name",
             "project_id",
             "fund_org",
             "cost_center",

@@ -11,13 +11,13 @@ import functools
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db.models import Count, QuerySet
-from django.template.response import TemplateResponse
+
+from openchargeback.listcells import ListTitleMixin
 
 from ..config import ConfigError, load_config
 from ..models import Charge, Flag, ReviewItem
-from ..money import ZERO, AsNumber, ExactSum
+from ..money import ZERO, AsNumber, ExactSum, cents_text
 from ..services import (
     PeriodError,
     ReviewError,
@@ -26,15 +26,17 @@ from ..services import (
     charge_reject,
     charge_return,
 )
+from .confirm import confirm_action, is_confirmed
 from .widgets import (
     CappedCountPaginator,
+    ChargeCellsMixin,
     ExactSearchMixin,
     PIFilter,
     ProjectFilter,
     QueueStatusFilter,
     ReasonFilter,
     ServiceFilter,
-    reason_labels,
+    money_cell,
 )
 
 Status = Charge.ReviewStatus
@@ -140,24 +142,20 @@ class ReassignForm(forms.Form):
 
 
 @admin.register(ReviewItem)
-class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
+class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin.ModelAdmin):
     """Flagged charges and the decisions on them. Rows are read-only; actions decide."""
 
+    list_title = "Review queue"
+    count_nouns = ("charge", "charges")
     list_display = (
-        "id",
-        "period",
-        "source",
-        "service_name",
-        "resource_id",
+        "ref",
+        "what",
         "billed",
-        "billing_currency",
-        "pi",
-        "project",
-        "fund_org",
-        "review_status",
-        "reason_list",
+        "who",
+        "fund",
+        "status_reasons",
     )
-    list_display_links = ("id",)
+    list_display_links = ("ref",)
     list_filter = (
         QueueStatusFilter,
         ReasonFilter,
@@ -179,11 +177,7 @@ class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
 
     @admin.display(description="billed", ordering=AsNumber("billed_cost"))
     def billed(self, obj):
-        return obj.billed_cost
-
-    @admin.display(description="reasons")
-    def reason_list(self, obj):
-        return reason_labels(obj.flags)
+        return money_cell(obj.billed_cost, obj.billing_currency)
 
     def has_add_permission(self, request):
         return False
@@ -206,29 +200,29 @@ class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
-            context["queue_totals"] = queue_totals(context["cl"].queryset)
+            rows = queue_totals(context["cl"].queryset)
+            for row in rows:
+                row["billed_cell"] = money_cell(row["billed"], row["currency"])
+            context["queue_totals"] = rows
         return response
 
     # -- actions --
 
-    def _confirm(self, request, queryset, *, action, title, form, verb, warning=""):
-        context = {
-            **self.admin_site.each_context(request),
-            "title": title,
-            "action": action,
-            "verb": verb,
-            "warning": warning,
-            "form": form,
-            "summary": _summary(queryset),
-            "queryset_ids": []
-            if _select_across(request)
-            else list(queryset.values_list("pk", flat=True)),
-            "select_across": _select_across(request),
-            "opts": self.model._meta,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "media": self.media + form.media,
-        }
-        return TemplateResponse(request, "admin/billing/review/confirm.html", context)
+    def _confirm(self, request, queryset, *, title, form, verb, warning=""):
+        summary = _summary(queryset)
+        amounts = ", ".join(f"{c} {cents_text(a)}" for c, a in summary["amounts"]) or "0"
+        count = summary["count"]
+        noun = "charge" if count == 1 else "charges"
+        return confirm_action(
+            self,
+            request,
+            queryset,
+            title=title,
+            summary=f"{count:,} {noun} selected, billed {amounts}.",
+            message=warning,
+            action_label=f"{verb} {count:,} {noun}",
+            form=form,
+        )
 
     def _report(self, request, result):
         amounts = ", ".join(f"{c} {a}" for c, a in result.billed.items()) or "0"
@@ -253,18 +247,16 @@ class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
         self._report(request, result)
         return None
 
-    def _decide(self, request, queryset, *, action, service, form_class, title, verb, warning=""):
+    def _decide(self, request, queryset, *, service, form_class, title, verb, warning=""):
         """Confirmation page with count and amount first; on confirm, the review service."""
-        form = form_class(request.POST if "post" in request.POST else None)
-        if "post" in request.POST and form.is_valid():
+        form = form_class(request.POST if is_confirmed(request) else None)
+        if is_confirmed(request) and form.is_valid():
             return self._run(request, service, charges=queryset, note=form.cleaned_data["note"])
-        return self._confirm(
-            request, queryset, action=action, title=title, form=form, verb=verb, warning=warning
-        )
+        return self._confirm(request, queryset, title=title, form=form, verb=verb, warning=warning)
 
     @admin.action(description="Approve selected charges (bill them)", permissions=["review"])
     def approve(self, request, queryset):
-        if "post" in request.POST:
+        if is_confirmed(request):
             try:
                 config = load_config()
             except ConfigError as exc:
@@ -276,7 +268,6 @@ class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
         return self._decide(
             request,
             queryset,
-            action="approve",
             service=service,
             form_class=NoteForm,
             title="Approve charges",
@@ -292,7 +283,6 @@ class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
         return self._decide(
             request,
             queryset,
-            action="reject",
             service=charge_reject,
             form_class=RejectForm,
             title="Reject charges",
@@ -306,7 +296,6 @@ class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
         return self._decide(
             request,
             queryset,
-            action="return_to_queue",
             service=charge_return,
             form_class=NoteForm,
             title="Return charges to the queue",
@@ -315,8 +304,8 @@ class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
 
     @admin.action(description="Reassign PI, project or fund/org", permissions=["review"])
     def reassign(self, request, queryset):
-        form = ReassignForm(request.POST if "post" in request.POST else None)
-        if "post" in request.POST and form.is_valid():
+        form = ReassignForm(request.POST if is_confirmed(request) else None)
+        if is_confirmed(request) and form.is_valid():
             try:
                 config = load_config()
             except ConfigError as exc:
@@ -337,7 +326,6 @@ class ReviewQueueAdmin(ExactSearchMixin, admin.ModelAdmin):
         return self._confirm(
             request,
             queryset,
-            action="reassign",
             title="Reassign charges",
             form=form,
             verb="Reassign",

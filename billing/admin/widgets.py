@@ -1,7 +1,10 @@
-"""The admin's shared parts: list filters, the exact search, the capped paginator, and how a
-charge's reasons and decisions are shown. The charge list and the review queue both use them."""
+"""The admin's shared parts: list filters, the exact search, the capped paginator, how a
+charge's reasons and decisions are shown, and the money cell every list uses (statements' and
+journals' admins too: they import it from here)."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from django.contrib import admin
 from django.core.paginator import Paginator
@@ -9,9 +12,60 @@ from django.db.models import F, Q
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
+from openchargeback.listcells import stacked, truncated
+
 from ..models import PI, Charge, Flag, Project
+from ..money import cents_text, money_text
 
 Status = Charge.ReviewStatus
+
+
+# ---- money in a list -----------------------------------------------------------------------
+
+
+def money_cell(value, currency: str = "") -> str:
+    """An amount as a list shows it: to the cent, half up, with thousands separators
+    (billing/money.py's rule, so a list agrees with statements and the dashboard), and the exact
+    stored value, with its currency, in the title that hovering shows. lists.css right-aligns
+    the cell. None (an amount the delivery left out) shows as a dash."""
+    if value is None or value == "":
+        return "—"
+    if not isinstance(value, Decimal):
+        value = Decimal(str(value))  # an import's totals are JSON text, never a float
+    exact = money_text(value)
+    title = f"{currency} {exact}" if currency else exact
+    return format_html('<span class="oc-money" title="{}">{}</span>', title, cents_text(value))
+
+
+class ChargeCellsMixin:
+    """The cells the charge list and the review queue share, merged so the columns a reviewer
+    acts on fit at 1280 px: what (service over resource id), who (PI over project), and the
+    review status over its reasons, the id over the period. The source is a filter and on the
+    detail page."""
+
+    @admin.display(description="charge", ordering="id")
+    def ref(self, obj):
+        return stacked(obj.pk, obj.period.key)
+
+    @admin.display(description="service · resource", ordering="resource_id")
+    def what(self, obj):
+        return stacked(truncated(obj.service_name, 20), truncated(obj.resource_id, 24))
+
+    @admin.display(description="PI · project")
+    def who(self, obj):
+        return stacked(
+            truncated(obj.pi, 22) if obj.pi_id else "no PI",
+            truncated(obj.project, 24) if obj.project_id else "no project",
+        )
+
+    @admin.display(description="fund/org", ordering="fund_org")
+    def fund(self, obj):
+        return truncated(obj.fund_org, 14)
+
+    @admin.display(description="status · reasons", ordering="review_status")
+    def status_reasons(self, obj):
+        reasons = reason_labels(obj.flags) if obj.flags else ""
+        return stacked(obj.get_review_status_display(), reasons)
 
 
 # ---- filters ------------------------------------------------------------------------------

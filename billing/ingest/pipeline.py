@@ -187,8 +187,24 @@ def _account_map(source: Source) -> dict[str, dict[str, str]]:
             "project_id": row["project_id"],
             "fund_org": row["fund_org"],
             "cost_center": row["cost_center"],
+            "pi_name": row["pi_name"],
         }
     return mapping
+
+
+def fill_pi_names(names: dict[int, str]) -> dict[str, str]:
+    """Give each PI that has no name yet the name its rows carried (tag `pi_name` or the account
+    map); a name set in the admin or by the PI in the portal is never overwritten. Returns
+    {email: name} of the PIs named, for the import's audit event (one UPDATE per PI named, so no
+    per-PI audit event: the import's records them)."""
+    named: dict[str, str] = {}
+    if not names:
+        return named
+    empty = dict(PI.objects.filter(pk__in=names, name="").values_list("pk", "email"))
+    for pk, email in sorted(empty.items()):
+        if PI.objects.filter(pk=pk, name="").update(name=names[pk]):
+            named[email] = names[pk]
+    return named
 
 
 def _occurrence(content_hash: str, n: int) -> str:
@@ -519,6 +535,8 @@ def _stream(
     else:
         outcome = Import.Outcome.IMPORTED
 
+    named = fill_pi_names(builder.pi_names)
+
     record.outcome = outcome
     record.periods = sorted(states)
     record.rows_read = counts["read"]
@@ -547,6 +565,7 @@ def _stream(
             "totals": record.totals,
             "billed_change": change,
             "changes": changes,
+            "pi_names_filled": named,
             "dry_run": dry_run,
         },
     )

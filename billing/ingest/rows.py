@@ -156,7 +156,11 @@ class RowBuilder:
         # Every PI and project a built row points at, for the import to hold before commit.
         self.used_pis: set[int] = set()
         self.used_projects: set[int] = set()
+        # PI id -> the first display name a row (its tags, else its account map) gave; it fills
+        # only PIs whose name is still empty (pipeline.fill_pi_names).
+        self.pi_names: dict[int, str] = {}
         mapping = config.tag_mapping
+        self._name_key = mapping.get("pi_name", "pi_name").strip().lower()
         self._tag_keys = [
             mapping[name].strip().lower()
             for name in (
@@ -506,6 +510,15 @@ class RowBuilder:
         attribution = Attribution(pi_id, project_id, fund_org, cost_center, ref1, ref2, int(flags))
         if pi_id is not None:
             self.used_pis.add(pi_id)
+            if pi_id not in self.pi_names:
+                name = values.get(self._name_key, "")
+                for account in (sub_account, billing_account):
+                    mapped = self.account_map.get(account) if account else None
+                    if not name and mapped:
+                        name = mapped.get("pi_name", "")
+                name = " ".join(name.split())[:200]
+                if name:
+                    self.pi_names[pi_id] = name
         if project_id is not None:
             self.used_projects.add(project_id)
         if len(self._attribution) >= CACHE_LIMIT:

@@ -11,6 +11,11 @@ from django.core.management.base import BaseCommand, CommandError
 from billing.config import BillingConfig, ConfigError, load_config
 
 
+def clip(text: str, width: int) -> str:
+    """Text for a fixed-width column: cut to `width` characters, the cut shown with "…"."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 class BillingCommand(BaseCommand):
     """A command that reads the billing configuration and records who acted."""
 

@@ -11,6 +11,7 @@ from ..ingest.pipeline import ImportResult, import_files
 from .mappings import account_mapping_delete, account_mapping_save
 from .periods import (
     PeriodError,
+    finalize_checklist,
     period_close,
     period_finalize,
     period_get_or_create,
@@ -45,5 +46,6 @@ __all__ = [
     "period_get_or_create",
     "period_open",
     "period_writable",
+    "finalize_checklist",
     "register_finalize_check",
 ]

@@ -11,7 +11,16 @@ from accounts.services import audit_record
 
 from ..models import AccountMapping
 
-FIELDS = ("source_id", "account_id", "pi_email", "project_id", "fund_org", "cost_center", "note")
+FIELDS = (
+    "source_id",
+    "account_id",
+    "pi_email",
+    "pi_name",
+    "project_id",
+    "fund_org",
+    "cost_center",
+    "note",
+)
 
 
 def _snapshot(mapping: AccountMapping) -> dict:

@@ -65,29 +65,56 @@ def period_writable(period: BillingPeriod | int, *, what: str = "change") -> Bil
     return locked
 
 
+def finalize_checklist(period: BillingPeriod) -> list[dict]:
+    """What finalizing the period needs, each item with whether it is done.
+
+    Each item: `label` (what is needed, in words), `ok`, and `explain` (what to do while it is
+    not). The period page shows it; `period_finalize` refuses while any item is not ok.
+    """
+    closed = period.status != BillingPeriod.Status.OPEN
+    items = [
+        {
+            "label": "The period is closed (it takes no more imports)",
+            "ok": closed,
+            "explain": "close the period first",
+        }
+    ]
+    count = Charge.objects.filter(period=period, review_status=Charge.ReviewStatus.FLAGGED).count()
+    items.append(
+        {
+            "label": "Nothing is flagged",
+            "ok": not count,
+            "explain": f"{count} charge(s) are still flagged; approve, reject or reassign them",
+        }
+    )
+    for check, explain in _FINALIZE_CHECKS:
+        label = _FINALIZE_LABELS.get(check, explain)
+        items.append({"label": label, "ok": bool(check(period)), "explain": explain})
+    return items
+
+
 def _finalize_blockers(period: BillingPeriod) -> list[str]:
-    """Why the period can't be finalized yet (empty when it can)."""
-    blockers = []
-    flagged = Charge.objects.filter(period=period, review_status=Charge.ReviewStatus.FLAGGED)
-    count = flagged.count()
-    if count:
-        blockers.append(f"{count} charge(s) are still flagged; approve, reject or reassign them")
-    for check, missing in _FINALIZE_CHECKS:
-        if not check(period):
-            blockers.append(missing)
-    return blockers
+    """Why the period can't be finalized yet (empty when it can); its status is checked apart."""
+    return [item["explain"] for item in finalize_checklist(period)[1:] if not item["ok"]]
 
 
 # Checks the apps built on billing add (statements, journals) from their AppConfig.ready():
-# billing never imports them. Each is (check(period) -> True when it may be finalized, message).
+# billing never imports them. Each is (check(period) -> True when it may be finalized,
+# what to do while it is False); the checklist's words for each are in _FINALIZE_LABELS.
 _FINALIZE_CHECKS: list[tuple[Callable[[BillingPeriod], bool], str]] = []
+_FINALIZE_LABELS: dict[Callable[[BillingPeriod], bool], str] = {}
 
 
-def register_finalize_check(check: Callable[[BillingPeriod], bool], message: str) -> None:
-    """Refuse `period_finalize` while `check(period)` is False, saying `message`. Idempotent
-    (registering the same check twice keeps one), so a reloaded AppConfig adds nothing."""
+def register_finalize_check(
+    check: Callable[[BillingPeriod], bool], explain: str, *, label: str = ""
+) -> None:
+    """Refuse `period_finalize` while `check(period)` is False, saying `explain`; the period
+    page lists it as `label` (what it needs). Idempotent (registering the same check twice keeps
+    one), so a reloaded AppConfig adds nothing."""
     if all(existing is not check for existing, _ in _FINALIZE_CHECKS):
-        _FINALIZE_CHECKS.append((check, message))
+        _FINALIZE_CHECKS.append((check, explain))
+    if label:
+        _FINALIZE_LABELS[check] = label
 
 
 @transaction.atomic

@@ -32,8 +32,10 @@ from django.utils.http import urlsafe_base64_encode
 
 from accounts.models import User
 from accounts.services import audit_record
+from openchargeback import links
 
 from ..models import PI, PIDelegate
+from ..reference_audit import acting_as
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +52,12 @@ class InviteResult:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (email, mail error)
 
 
-def _base_url(request_or_base_url: HttpRequest | str) -> str:
-    if isinstance(request_or_base_url, HttpRequest):
-        return request_or_base_url.build_absolute_uri("/").rstrip("/")
-    return str(request_or_base_url).rstrip("/")
+def _base_url(request_or_base_url: HttpRequest | str | None) -> str:
+    """A given URL (a command's --base-url), else OPENCHARGEBACK_BASE_URL; never the request's
+    Host, which the client chooses (openchargeback/links.py)."""
+    if isinstance(request_or_base_url, str) and request_or_base_url:
+        return request_or_base_url.rstrip("/")
+    return links.base_url()
 
 
 def set_password_link(user: User, base_url: str) -> str:
@@ -126,12 +130,14 @@ def _send_after_commit(outgoing: list[tuple[str, callable]], result: InviteResul
 
 
 @transaction.atomic
-def pi_invite(*, pis, acting_user, request_or_base_url: HttpRequest | str) -> InviteResult:
+def pi_invite(
+    *, pis, acting_user, request_or_base_url: HttpRequest | str | None = None
+) -> InviteResult:
     """Give each PI a login (or reuse theirs) and email them a link to set their password.
 
     `pis`: PIs (a queryset or a list). Skipped, with the reason: a PI whose email belongs to a
-    staff account, or whose login is deactivated. `request_or_base_url` makes the link absolute
-    (the request's host, or a URL such as "https://billing.example.edu").
+    staff account, or whose login is deactivated. Links start with OPENCHARGEBACK_BASE_URL, or
+    with `request_or_base_url` when it is a URL such as "https://billing.example.edu".
     """
     base_url = _base_url(request_or_base_url)
     result = InviteResult()
@@ -277,3 +283,30 @@ def pi_login_for_reset(*, email: str) -> User | None:
         reason="forgot password from the portal's login page",
     )
     return user
+
+
+NAME_MAX = PI._meta.get_field("name").max_length
+
+
+@transaction.atomic
+def pi_rename(*, pi: PI, name: str, acting_user) -> PI:
+    """Set a PI's display name: the PI themself (the portal's profile) or staff who may change
+    PIs. Audited like every PI edit (billing/reference_audit.py), naming who acted. An empty
+    name is refused: the name is how emails and statements address the PI.
+
+    A statement already sent keeps the name it printed; a rename alone never revises it
+    (docs/statements.md, "PI names").
+    """
+    if not _may_manage(pi, acting_user):
+        raise PIAccessError("only the PI (or finance staff) may change the name")
+    name = " ".join((name or "").split())
+    if not name:
+        raise PIAccessError("give a name")
+    if len(name) > NAME_MAX:
+        raise PIAccessError(f"a name has at most {NAME_MAX} characters")
+    pi = PI.objects.select_for_update().get(pk=pi.pk)
+    if pi.name != name:
+        pi.name = name
+        with acting_as(acting_user):
+            pi.save(update_fields=["name"])
+    return pi

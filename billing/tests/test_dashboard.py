@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 
 from billing.dashboard import month_keys, trend_svg
 from billing.models import BillingPeriod, Charge
-from billing.money import ExactSum
+from billing.money import ExactSum, round_cents
 from billing.selectors import period_summary
+from billing.selectors.dashboard import period_figures
 
 from .conftest import REPO
 
@@ -63,26 +64,47 @@ def test_figures_equal_period_summary(admin_client, two_months, run_json, config
 
     (usd,) = response.context["figures"]["currencies"]
     totals = summary["totals"]["USD"]
-    assert usd["billed"].value == Decimal(totals["billed"])
-    assert usd["list"].value == Decimal(totals["list"])
-    assert usd["flagged"].value == Decimal(totals["flagged_billed"])
-    assert usd["billable"].value == Decimal(totals["billable"])
+    # The exact sums behind each figure are the command line's.
+    assert usd["billed"].exact_value == Decimal(totals["billed"])
+    assert usd["list"].exact_value == Decimal(totals["list"])
+    assert usd["flagged"].exact_value == Decimal(totals["flagged_billed"])
+    assert usd["billable"].exact_value == Decimal(totals["billable"])
     assert usd["flagged_count"] == summary["flagged"]
     assert usd["charges"] == summary["charges"]
     assert usd["rejected_count"] == summary["rejected"] == 1
 
-    # Independently: billable is clean + approved; the rejected charge counts nowhere.
-    billable = Charge.objects.filter(
+    # What is shown is the statements' rounding: each (PI, project, fund/org) group rounded to
+    # the cent half up, then summed; computed here independently of the selector.
+    def by_groups(statuses, column):
+        rows = (
+            Charge.objects.filter(period=period, review_status__in=statuses)
+            .values("pi_id", "project_id", "fund_org")
+            .annotate(t=ExactSum(column))
+        )
+        return sum((round_cents(r["t"] or 0) for r in rows), Decimal("0.00"))
+
+    billable = by_groups(["clean", "approved"], "billed_cost")
+    flagged = by_groups(["flagged"], "billed_cost")
+    listed = by_groups(["clean", "approved"], "list_cost")
+    assert usd["billable"].value == billable
+    assert usd["flagged"].value == flagged
+    assert usd["billable_list"].value == listed
+    # The line under the cards adds what the cards show, to the cent.
+    assert usd["billed"].value == billable + flagged
+    assert usd["discount"].value == listed - billable
+    exact_billable = Charge.objects.filter(
         period=period, review_status__in=["clean", "approved"]
     ).aggregate(t=ExactSum("billed_cost"))["t"]
-    assert usd["billable"].value == billable
+    assert abs(usd["billable"].value - exact_billable) < Decimal("0.01") * 50  # cents per group
     everything = Charge.objects.filter(period=period).aggregate(t=ExactSum("billed_cost"))["t"]
-    assert usd["billed"].value == everything - rejected.billed_cost
-    listed = Charge.objects.filter(
-        period=period, review_status__in=["clean", "approved"]
-    ).aggregate(t=ExactSum("list_cost"))["t"]
-    assert usd["billable_list"].value == listed
-    assert usd["discount"].value == listed - billable
+    assert usd["billed"].exact_value == everything - rejected.billed_cost
+
+    # Top PIs and projects: their rows, "others" and total add up to the Billable card.
+    for key in ("top_pis", "top_projects"):
+        rows = response.context["figures"][key]
+        total = rows[-1]
+        assert total["kind"] == "total" and total["billable"].value == usd["billable"].value
+        assert sum(r["billable"].value for r in rows[:-1]) == usd["billable"].value
 
     # By source adds up to the period, without the rejected charge.
     sources = response.context["figures"]["sources"]
@@ -94,7 +116,9 @@ def test_figures_equal_period_summary(admin_client, two_months, run_json, config
     # What the page shows.
     html = response.content.decode()
     assert f"USD {usd['billable'].display}" in html
-    assert f"exact {totals['billed']}" in html
+    assert f"exact USD {totals['billed']}" in html
+    line = f"USD {usd['billed'].display}</span> = billable {usd['billable'].display} + flagged"
+    assert f"{line} {usd['flagged'].display}" in html
     assert f'data-figure="flagged-count-USD">{summary["flagged"]}<' in html
     assert 'data-figure="rejected-count-USD">1<' in html
 
@@ -143,9 +167,9 @@ def test_chart_has_twelve_points_with_labels(admin_client, two_months):
     assert [p["key"] for p in points] == month_keys("2026-10")
     assert len(points) == 12 and points[0]["key"] == "2025-11"
     for key in ("2026-09", "2026-10"):
-        summary = period_summary(BillingPeriod.objects.get(key=key))
+        (card,) = period_figures(BillingPeriod.objects.get(key=key))["currencies"]
         point = next(p for p in points if p["key"] == key)
-        assert point["billed"].value == Decimal(summary["totals"]["USD"]["billable"])
+        assert point["billed"].value == card["billable"].value  # the month's card, to the cent
     assert all(p["billed"].value == 0 for p in points[:10])
 
     svg = str(response.context["trend_svg"])
@@ -234,12 +258,12 @@ def test_cached_figures_follow_every_decision_and_import(
     after = dashboard(admin_client, "2026-10").context["figures"]["currencies"][0]
     assert after["rejected_count"] == 1
     assert after["flagged_count"] == first["flagged_count"] - 1
-    assert after["billed"].value == first["billed"].value - amount
+    assert after["billed"].exact_value == first["billed"].exact_value - amount
 
     ingest(SAMPLES / "aws_2026-10_restated.csv", source="aws", extra=("-p", "2026-10"))
     restated = dashboard(admin_client, "2026-10").context["figures"]["currencies"][0]
     summary = period_summary(BillingPeriod.objects.get(key="2026-10"))
-    assert restated["billed"].value == Decimal(summary["totals"]["USD"]["billed"])
+    assert restated["billed"].exact_value == Decimal(summary["totals"]["USD"]["billed"])
     assert restated["billed"].value != after["billed"].value
 
 
@@ -298,3 +322,38 @@ def test_changes_queue_a_warm_up_only_when_workers_run_tasks(
         charge_reject(charges=Charge.objects.filter(period=october, flags__gt=0), note="test")
         period_close(key="2026-10")
     assert queued == [[october.pk], [october.pk], [october.pk]]
+
+
+def test_the_y_axis_uses_one_unit_for_every_label():
+    """A 15k axis reads 0, 5k, 10k, 15k: never "15k" beside "5,000"; a small one has no unit."""
+
+    def labels(highest: str) -> list[str]:
+        points = [
+            {"key": f"2026-{m:02d}", "billed": Decimal(0), "list": Decimal(0), "selected": False}
+            for m in range(1, 13)
+        ]
+        points[-1]["list"] = Decimal(highest)
+        svg = trend_svg(points, "USD")
+        grid = svg.split('<g class="grid"', 1)[1].split("</g>", 1)[0]
+        return re.findall(r'class="label">([^<]+)</text>', grid)
+
+    assert labels("14200.10") == ["0", "5k", "10k", "15k"]
+    assert labels("4800") == ["0", "2,000", "4,000", "6,000"]
+    assert labels("2400000") == ["0", "1M", "2M", "3M"]
+
+
+def test_top_lists_end_with_others_and_a_total_equal_to_the_card(
+    admin_client, two_months, monkeypatch
+):
+    monkeypatch.setattr("billing.selectors.dashboard.TOP", 2)
+    figures = dashboard(admin_client, "2026-10").context["figures"]
+    (card,) = figures["currencies"]
+    for key in ("top_pis", "top_projects"):
+        rows = figures[key]
+        named, others, total = rows[:2], rows[2], rows[3]
+        assert len(rows) == 4 and all(r.get("kind") is None for r in named)
+        assert others["kind"] == "others" and others["label"].endswith(" others")
+        assert total["kind"] == "total"
+        assert sum(r["billable"].value for r in (*named, others)) == card["billable"].value
+        assert total["billable"].value == card["billable"].value
+        assert sum(r["count"] for r in (*named, others)) == card["billable_count"]

@@ -11,7 +11,15 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.management.base import CommandError
 
 from accounts.models import AuditEvent
-from billing.models import AccountMapping, BillingPeriod, Charge, Flag, ReviewDecision
+from billing.models import (
+    PI,
+    AccountMapping,
+    BillingPeriod,
+    Charge,
+    Flag,
+    Project,
+    ReviewDecision,
+)
 from billing.selectors import period_summary
 from billing.services import (
     PeriodError,
@@ -447,7 +455,7 @@ def test_admin_approve_all_matching_filter_confirms_then_approves(odd, admin_cli
         url, {"action": "approve", "select_across": "1", ACTION_CHECKBOX_NAME: [first]}
     )
     assert confirm.status_code == 200
-    assert confirm.context["summary"]["count"] == 2  # everything matching, not just the page
+    assert confirm.context["summary"].startswith("2 charges selected")  # all matching, not the page
     assert b"3.01" in confirm.content
     assert charge("odd-1").review_status == "flagged"  # nothing yet
 
@@ -563,10 +571,10 @@ def test_big_lists_say_more_than_the_cap_not_a_wrong_count(month, admin_client, 
     page = admin_client.get("/admin/billing/charge/").content.decode()
     assert "more than 2 charges" in page
     queue = admin_client.get(QUEUE_URL).content.decode()  # three flagged charges
-    assert "more than 2 review queue" in queue
+    assert "more than 2 charges" in queue
     assert "Select all matching charges (more than 2)" in queue
     monkeypatch.setattr(CappedCountPaginator, "CAP", 3)
-    assert "3 review queue" in admin_client.get(QUEUE_URL).content.decode()
+    assert "3 charges" in admin_client.get(QUEUE_URL).content.decode()
 
 
 def test_pages_in_and_beyond_the_counted_head_hold_the_right_charges(
@@ -586,9 +594,10 @@ def test_pages_in_and_beyond_the_counted_head_hold_the_right_charges(
     ]
 
     assert pages == [{resource} for resource in newest_first[:3]]
-    # Sorted by a column (o=4 is resource id; o counts from 0): the page query Django makes.
-    assert listed_resources(admin_client, "/admin/billing/charge/?o=4&p=1") == {"bad-fund-1"}
-    assert listed_resources(admin_client, "/admin/billing/charge/?o=-4&p=1") == {"untagged"}
+    # Sorted by a column (o=1 is "service · resource", sorted by resource id; o counts from 0):
+    # the page query Django makes.
+    assert listed_resources(admin_client, "/admin/billing/charge/?o=1&p=1") == {"bad-fund-1"}
+    assert listed_resources(admin_client, "/admin/billing/charge/?o=-1&p=1") == {"untagged"}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -720,3 +729,22 @@ def test_a_decision_on_a_status_filter_counts_what_it_skipped(month):
     # Approving a clean charge picked by its status: nothing to approve, one left alone.
     result = charge_approve(charges=Charge.objects.filter(review_status="clean"))
     assert (result.count, result.skipped) == (0, 1)
+
+
+def test_review_list_text_cuts_long_emails_and_projects_with_an_ellipsis(month, run):
+    """issue 12: `review list` cut an email mid-word with nothing to say it was cut."""
+    long_email = "philippa.snodgrass-vane@humanities.example.edu"  # 46 characters
+    Charge.objects.filter(resource_id="bad-fund-1").update(
+        pi=PI.objects.create(email=long_email),
+        project=Project.objects.create(code="medieval-ocr-digitisation-2026"),
+    )
+
+    out = run("review", "list", "-p", "2025-01")
+
+    rows = {line.split()[0]: line for line in out.splitlines()}
+    row = rows[str(charge("bad-fund-1").pk)]
+    assert long_email not in row
+    assert f" {long_email[:29]}… " in row  # 30 columns: 29 characters and the ellipsis
+    assert " medieval-ocr-digiti… " in row
+    # A value that fits is printed whole, without an ellipsis.
+    assert "…" not in rows[str(charge("bad-fund-2").pk)]

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.worker,
     pytest.mark.skipif(
-        not settings.CELERY_BROKER_URL or connection.vendor != "postgresql",
+        settings.CELERY_TASK_ALWAYS_EAGER or connection.vendor != "postgresql",
         reason="needs CELERY_BROKER_URL and DATABASE_URL=postgres://…",
     ),
 ]

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from billing.models import BillingPeriod
+from billing.money import cents_text, money_text
 from journals.admin import export_journal_action
 from journals.models import JournalExport, JournalTemplate
 from journals.services import journal_export
@@ -95,6 +96,9 @@ def test_exports_are_read_only_and_download_their_file(admin_client, samples, co
     listing = admin_client.get(reverse("admin:journals_journalexport_changelist"))
     assert listing.status_code == 200
     assert record.file_name in listing.content.decode()
+    # Debits and credits to the cent with separators, the exact amount on hover.
+    debits = f'title="{record.currency} {money_text(record.debit_amount)}"'
+    assert f"{debits}>{cents_text(record.debit_amount)}<" in listing.content.decode()
     download = admin_client.get(reverse("admin:journals_journalexport_download", args=[record.pk]))
     assert download.status_code == 200
     assert b"".join(download.streaming_content) == Path(result.files[0]["file"]).read_bytes()
@@ -123,12 +127,12 @@ def test_export_action_confirms_then_exports(
     assert confirm.status_code == 200
     text = confirm.content.decode()
     assert "2025-01 (open): still open, so this is a draft" in text
-    assert "Yes, export" in text
+    assert 'value="Export"' in text
     assert not JournalExport.objects.exists()
 
     banner = JournalTemplate.objects.get(name="banner-gl")
     done = admin_client.post(
-        changelist, {**selection, "confirm": "yes", "template": banner.pk}, follow=True
+        changelist, {**selection, "post": "yes", "template": banner.pk}, follow=True
     )
 
     record = JournalExport.objects.get()
@@ -148,7 +152,7 @@ def test_export_action_refusal_is_a_message(
         {
             "action": "export_journal_action",
             "_selected_action": [samples.pk],
-            "confirm": "yes",
+            "post": "yes",
             "template": gl.pk,
         },
         follow=True,

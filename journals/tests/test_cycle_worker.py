@@ -29,7 +29,7 @@ from .test_cycle import ADA, BOB, CONFIG, PERIOD
 pytestmark = [
     pytest.mark.worker,
     pytest.mark.skipif(
-        not settings.CELERY_BROKER_URL or connection.vendor != "postgresql",
+        settings.CELERY_TASK_ALWAYS_EAGER or connection.vendor != "postgresql",
         reason="needs CELERY_BROKER_URL and DATABASE_URL=postgres://…",
     ),
 ]

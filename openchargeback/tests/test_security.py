@@ -19,8 +19,15 @@ PASSWORD = "a-long-Portal-passphrase-42"
 PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "prod-" + "k3y-Th1s-is-only-for-the-test-of-check-deploy-" * 2,
     "DJANGO_ALLOWED_HOSTS": "billing.example.edu",
+    "OPENCHARGEBACK_BASE_URL": "https://billing.example.edu",
 }
-DROP = ("DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY_FILE", "DATABASE_URL")
+DROP = (
+    "DJANGO_DEBUG",
+    "DJANGO_SECRET_KEY",
+    "DJANGO_SECRET_KEY_FILE",
+    "DATABASE_URL",
+    "OPENCHARGEBACK_BASE_URL",
+)
 
 
 def manage(*args, env: dict, tmp_path) -> subprocess.CompletedProcess:
@@ -73,10 +80,21 @@ def test_secret_key_from_a_file(tmp_path):
         "--deploy",
         "--fail-level",
         "WARNING",
-        env={"DJANGO_SECRET_KEY_FILE": str(secret), "DJANGO_ALLOWED_HOSTS": "billing.example.edu"},
+        env={
+            "DJANGO_SECRET_KEY_FILE": str(secret),
+            "DJANGO_ALLOWED_HOSTS": "billing.example.edu",
+            "OPENCHARGEBACK_BASE_URL": "https://billing.example.edu",
+        },
         tmp_path=tmp_path,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_check_deploy_names_a_missing_base_url(tmp_path):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "OPENCHARGEBACK_BASE_URL"}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env, tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "openchargeback.W001" in result.stderr and "OPENCHARGEBACK_BASE_URL" in result.stderr
 
 
 SHOW = (

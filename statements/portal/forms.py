@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Submit
 from django import forms
@@ -9,6 +11,7 @@ from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, Set
 
 from accounts.models import User
 from billing.services.pis import pi_login_for_reset
+from openchargeback import links
 
 
 def _helper(label: str, css: str = "btn-primary") -> FormHelper:
@@ -38,6 +41,14 @@ class PortalPasswordResetForm(PasswordResetForm):
         super().__init__(*args, **kwargs)
         self.helper = _helper("Send me a link")
 
+    def save(self, *args, **kwargs):
+        # The link starts with OPENCHARGEBACK_BASE_URL, like every link in mail, never with
+        # the Host header the request came with (openchargeback/links.py).
+        site = urlsplit(links.base_url())
+        kwargs["domain_override"] = site.netloc
+        kwargs["use_https"] = site.scheme == "https"
+        return super().save(*args, **kwargs)
+
     def get_users(self, email):
         users = list(
             User.objects.filter(email__iexact=email.strip(), is_active=True).order_by("id")
@@ -65,6 +76,19 @@ class DelegateGrantForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.helper = _helper("Grant access")
+
+
+class PINameForm(forms.Form):
+    name = forms.CharField(
+        label="Your name",
+        max_length=200,
+        help_text="How emails and new statements address you. Statements already sent keep "
+        "the name they printed.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = _helper("Save name", css="btn-secondary")
 
 
 class ProfileForm(forms.ModelForm):

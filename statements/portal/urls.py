@@ -11,6 +11,7 @@ urlpatterns = [
     path("statements/<int:statement_id>/", views.statement_detail, name="statement"),
     path("statements/<int:statement_id>/pdf/", views.statement_pdf, name="statement_pdf"),
     path("profile/", views.profile, name="profile"),
+    path("profile/name/", views.profile_name, name="profile_name"),
     path("profile/delegates/", views.delegate_grant, name="delegate_grant"),
     path(
         "profile/delegates/<int:delegate_id>/revoke/",

@@ -1,6 +1,6 @@
 """Portal pages. Each one finds what it shows through access.py (a 404 for anything the user
-may not see) and reads through selectors; the only writes are delegate grants and revocations,
-through billing's services."""
+may not see) and reads through selectors; the only writes are the PI's own name and delegate
+grants and revocations, through billing's services."""
 
 from __future__ import annotations
 
@@ -16,14 +16,19 @@ from django.views.decorators.http import require_POST
 
 from billing.models import BillingPeriod, PIDelegate
 from billing.money import money_text
-from billing.services.pis import PIAccessError, pi_delegate_grant, pi_delegate_revoke
+from billing.services.pis import (
+    PIAccessError,
+    pi_delegate_grant,
+    pi_delegate_revoke,
+    pi_rename,
+)
 from openchargeback.csvsafe import safe_cell
 from statements.figures import percent_text
 from statements.selectors import statement_sections
 
 from . import selectors
 from .access import get_pi, get_statement, own_pi, visible_pis
-from .forms import DelegateGrantForm
+from .forms import DelegateGrantForm, PINameForm
 
 
 def root(request):
@@ -42,6 +47,9 @@ def home(request):
     pis = list(visible_pis(request.user))
     if len(pis) == 1:
         return redirect("portal:statements", pi_id=pis[0].pk)
+    for pi in pis:  # each PI's latest month on statements and its amount due, per currency
+        periods = selectors.statement_periods(request.user, pi)
+        pi.latest = periods[0] if periods else None
     return render(request, "portal/home.html", _context(request, choices=pis))
 
 
@@ -165,10 +173,7 @@ def safe_filename(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
-@login_required
-def profile(request):
-    pi = own_pi(request.user)
-    form = DelegateGrantForm()
+def _profile(request, pi, *, form=None, name_form=None, status=200):
     delegates = pi.delegates.select_related("user").order_by("-granted_at") if pi else []
     delegated = [p for p in visible_pis(request.user) if p != pi]
     return render(
@@ -179,11 +184,37 @@ def profile(request):
             pi,
             nav="profile",
             own=pi,
-            form=form,
+            form=form or DelegateGrantForm(),
+            name_form=name_form or PINameForm(initial={"name": pi.name if pi else ""}),
             delegates=delegates,
             delegated=delegated,
         ),
+        status=status,
     )
+
+
+@login_required
+def profile(request):
+    return _profile(request, own_pi(request.user))
+
+
+@login_required
+@require_POST
+def profile_name(request):
+    """The PI sets their own display name (audited; billing.services.pis.pi_rename)."""
+    pi = own_pi(request.user)
+    if pi is None:
+        raise Http404("only a PI has a name to set here")
+    form = PINameForm(request.POST)
+    if form.is_valid():
+        try:
+            pi = pi_rename(pi=pi, name=form.cleaned_data["name"], acting_user=request.user)
+        except PIAccessError as exc:
+            form.add_error("name", str(exc))
+        else:
+            messages.success(request, f"Your name is now {pi.name}.")
+            return redirect("portal:profile")
+    return _profile(request, pi, name_form=form, status=400)
 
 
 @login_required
@@ -208,13 +239,7 @@ def delegate_grant(request):
                 request, f"{form.cleaned_data['email']} can now read your statements and charges."
             )
             return redirect("portal:profile")
-    delegates = pi.delegates.select_related("user").order_by("-granted_at")
-    return render(
-        request,
-        "portal/profile.html",
-        _context(request, pi, nav="profile", own=pi, form=form, delegates=delegates),
-        status=400,
-    )
+    return _profile(request, pi, form=form, status=400)
 
 
 @login_required

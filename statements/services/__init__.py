@@ -14,6 +14,8 @@ from .delivery import (
     email_resend,
     statement_run_resume,
     statement_send,
+    statement_send_one,
+    statement_send_refusal,
 )
 from .generation import GenerateResult, email_counts, generate_finish, statement_generate
 
@@ -29,5 +31,7 @@ __all__ = [
     "statement_generate",
     "statement_run_resume",
     "statement_send",
+    "statement_send_one",
+    "statement_send_refusal",
     "storage_path",
 ]

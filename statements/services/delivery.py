@@ -41,6 +41,7 @@ from accounts.services import actor_name, audit_record
 from billing.config import BillingConfig, load_config
 from billing.models import BillingPeriod
 from billing.services import PeriodError, period_writable
+from openchargeback import links
 
 from ..figures import month_label
 from ..lifecycle import EMAIL_LIVE, email_move, statement_move
@@ -183,9 +184,7 @@ def build_message(email: StatementEmail, attempt: int) -> EmailMultiAlternatives
         "period_label": month_label(period),
         "institution": snapshot.get("institution", ""),
         "contact_email": snapshot.get("contact_email", ""),
-        "portal_url": getattr(
-            settings, "OPENCHARGEBACK_PORTAL_URL", "http://localhost:8000/portal/"
-        ),
+        "portal_url": links.absolute_reverse("portal:home"),
         "statements": [
             {
                 "number": s.number,
@@ -585,6 +584,86 @@ def email_resend(*, email: StatementEmail, acting_user=None, actor: str = "") ->
     )
     transaction.on_commit(lambda: enqueue([], [new.pk]))
     return new
+
+
+def statement_send_refusal(statement: Statement) -> str:
+    """Why this one statement can't be sent (or sent again) now; empty when it can."""
+    if statement.is_draft:
+        return "it is a draft; close the period and generate final statements first"
+    if statement.superseded_by_id is not None:
+        return f"it was replaced by {statement.superseded_by.number}; send that one"
+    if statement.status == Statement.Status.RENDERING or not statement.pdf_path:
+        return "its PDF is not drawn yet" + (f" ({statement.error})" if statement.error else "")
+    if not statement.due_amount and not statement.list_amount:
+        return "it is a zero statement: nothing is due and nothing was used"
+    if not (statement.pi.email or "").strip():
+        return "its PI has no email address"
+    if statement.emails.filter(status__in=LIVE_EMAIL).exists():
+        return "it is already waiting in an email; let that one finish"
+    if statement.period.is_locked() and statement.sent_at is None:
+        return (
+            f"period {statement.period.key} is finalized and this statement was never sent; "
+            "a finalized period's statements can only be sent again"
+        )
+    return ""
+
+
+@transaction.atomic
+def statement_send_one(
+    *,
+    statement: Statement,
+    acting_user=None,
+    actor: str = "",
+    config: BillingConfig | None = None,
+) -> StatementEmail:
+    """Send one statement to its PI, or send it again: a new outbox row of its own.
+
+    Refused, with the reason (`statement_send_refusal`), for a draft, a replaced statement, one
+    without its PDF, a zero statement, a PI without an email address, a statement already
+    waiting in an email, and a finalized period's statement that was never sent. A resend in a
+    finalized period is recorded in the outbox only, as `email_resend` does.
+    """
+    period = BillingPeriod.objects.select_for_update().get(pk=statement.period_id)
+    statement = Statement.objects.select_related("period", "pi", "superseded_by").get(
+        pk=statement.pk
+    )
+    problem = statement_send_refusal(statement)
+    if problem:
+        raise StatementError(f"{statement.number} can't be sent: {problem}")
+    config = config or load_config()
+    resend = statement.sent_at is not None
+    run = StatementRun.objects.create(
+        period=period,
+        kind=StatementRun.Kind.SEND,
+        pi_email=statement.pi.email,
+        send=True,
+        resend=resend,
+        acting_user=acting_user if getattr(acting_user, "pk", None) else None,
+        actor=actor or actor_name(acting_user),
+        settings_snapshot=config_snapshot(config),
+    )
+    emails = queue_emails(
+        run=run,
+        period=period,
+        pi_email=None,
+        resend=True,
+        statements=Statement.objects.filter(pk=statement.pk),
+    )
+    if not emails:  # the checks above make this unreachable; never send nothing silently
+        raise StatementError(f"{statement.number} can't be sent: nothing was queued")
+    email = emails[0]
+    run.summary = {"emails": 1, "statements": 1}
+    run.save(update_fields=["summary"])
+    audit_record(
+        action="statement.resend_one" if resend else "statement.send_one",
+        acting_user=acting_user,
+        actor=run.actor,
+        obj=email,
+        after={"email": email.pk, "status": email.status, "to": email.to_address},
+        details={"statement": statement.number},
+    )
+    transaction.on_commit(lambda: enqueue([], [email.pk]))
+    return email
 
 
 def statement_run_resume(*, run: StatementRun) -> dict[str, int]:

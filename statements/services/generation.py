@@ -18,7 +18,7 @@ Invariants:
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.core.files.storage import default_storage
@@ -232,10 +232,13 @@ def statement_generate(
                 draft=draft,
                 run=None,
             )
-            rows = [
-                _statement_row(f or s, number=s.number)
-                for s, f in sorted(plan.shown.values(), key=lambda sf: _row_order(*sf))
-            ]
+            rows = []
+            for key, (s, f) in sorted(plan.shown.items(), key=lambda kv: _row_order(*kv[1])):
+                row = _statement_row(f or s, number=s.number)
+                row["change"], replaces = plan.actions[key]
+                if replaces:
+                    row["replaces"] = replaces
+                rows.append(row)
             return GenerateResult(
                 period=period.key,
                 status="dry-run",
@@ -291,6 +294,18 @@ class GenerationPlan:
     # group key -> (its current statement after this generation, the figures it shows; None
     # when kept as it is)
     shown: dict[tuple, tuple] = field(default_factory=dict)
+    # group key -> (what happens to it: a key of `changes`, the number a revision replaces)
+    actions: dict[tuple, tuple[str, str]] = field(default_factory=dict)
+
+
+def _content_compared(current: Statement, f: StatementFigures) -> str:
+    """The content hash to compare with `current`'s. A sent statement keeps the PI name it
+    printed: a rename alone (the admin, the portal, an import filling an empty name) never
+    makes a revision, in an open month or a closed one. A revision made for another reason, and
+    every unsent statement, prints the current name (docs/statements.md, "PI names")."""
+    if current.sent_at is not None and current.pi_email and current.pi_name != f.pi_name:
+        return replace(f, pi_name=current.pi_name).content_hash()
+    return f.content_hash()
 
 
 def _is_unchanged(current: Statement, content: str, draft: bool) -> bool:
@@ -366,7 +381,7 @@ def _plan(
                 ),
             )
             plan.create.append((statement, f))
-        elif _is_unchanged(current, f.content_hash(), draft):
+        elif _is_unchanged(current, _content_compared(current, f), draft):
             action, statement = "unchanged", current
         elif current.sent_at is not None:
             phase_check(current, SUPERSEDED)
@@ -383,6 +398,7 @@ def _plan(
         if action != "unchanged":
             _fill(statement, f, draft=draft, run=run)
         plan.changes[action] += 1
+        plan.actions[f.key] = (action, current.number if action == "revised" else "")
         plan.numbers[f.key] = statement.number
         plan.shown[f.key] = (statement, f)
         return action
@@ -400,6 +416,7 @@ def _plan(
         if gone.sent_at is not None and not (gone.due_amount or gone.list_amount):
             # Sent, and it already shows nothing due: nothing new to tell the PI.
             plan.changes["unchanged"] += 1
+            plan.actions[gone_key(gone)] = ("unchanged", "")
             plan.numbers[gone_key(gone)] = gone.number
             plan.shown[gone_key(gone)] = (gone, None)
             continue

@@ -53,7 +53,7 @@ def send(config, pi="zorp.blinkman@example.edu"):
 def test_the_email_carries_all_statements_html_text_portal_and_subject(
     generated, flaky, config, settings
 ):
-    settings.OPENCHARGEBACK_PORTAL_URL = "https://billing.example.edu/portal/"
+    settings.OPENCHARGEBACK_BASE_URL = "https://billing.example.edu"
     flaky.failures = 0
     send(config)
     (message,) = mail.outbox

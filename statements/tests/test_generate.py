@@ -298,3 +298,74 @@ def test_regenerating_after_a_fund_moved_after_sending_never_wedges_the_month(
     assert current[old["number"] + "-R2"] == old["amount_due"]
     assert current[moved["number"] + "-R1"] == "0.00"
     assert period_has_statements(BillingPeriod.objects.get(key="2025-01"))
+
+
+def test_the_dry_run_text_shows_the_numbers_and_changes_the_run_makes(
+    closed, generate, run, config_path
+):
+    """issue 12: the dry run listed ST-…-00008 where the run made ST-…-00008-R1, and printed
+    `changes: {}`."""
+    sent = {s["project"]: s for s in generate("--send")["statements"]}
+    old = sent["labor-economics"]["number"]
+    run("periods", "open", "2025-01", "--reason", "fund moved")
+    _reassign("ECON-NEW-01", project__code="labor-economics")
+    run("periods", "close", "2025-01")
+
+    preview = run("generate", "-p", "2025-01", "-c", config_path, "--dry-run")
+    planned = generate("--dry-run")
+    out = run("generate", "-p", "2025-01", "-c", config_path)
+
+    assert f"{old}-R1 " in preview and f"[revises {old}]" in preview
+    lines = preview.splitlines()
+    assert sum("[unchanged]" in line for line in lines) == 9
+    assert sum("[new]" in line for line in lines) == 1
+    assert (
+        "  Would change: 1 new, 1 revised (sent: a new -R number replaces it), 9 unchanged."
+        in lines
+    )
+    assert "  Changes: 1 new, 1 revised (sent: a new -R number replaces it), 9 unchanged." in (
+        out.splitlines()
+    )
+    assert {s["change"] for s in planned["statements"]} == {"new", "revised", "unchanged"}
+    made = Statement.objects.get(number=f"{old}-R1")
+    assert made.due_amount == 0
+    numbers = {ln.split()[0] for ln in lines if ln.startswith("  ST-")}
+    assert numbers == {ln.split()[0] for ln in out.splitlines() if ln.startswith("  ST-")}
+
+
+def test_generate_one_pi_and_send_leaves_the_other_pis_alone(
+    closed, generate, run, config_path, settings
+):
+    """`generate --pi EMAIL --send`: one PI's statements made (or brought up to date) and
+    their one email queued and sent; every other PI's statements untouched and unsent."""
+    everyone = generate()  # all ten, final, none sent
+    others_before = {
+        s.number: (s.version, s.pdf_sha256, s.status)
+        for s in Statement.objects.exclude(pi__email="tarn.voxley@example.edu")
+    }
+
+    out = generate("--pi", "Tarn.Voxley@example.edu", "--send")
+
+    assert {s["pi_email"] for s in out["statements"]} == {"tarn.voxley@example.edu"}
+    assert out["changes"]["unchanged"] == len(out["statements"]) >= 1
+    assert out["emails"] == {"queued": 0, "sent": 1, "failed": 0}
+    (message,) = mailed(settings.EMAIL_FILE_PATH)
+    assert message["To"] == "tarn.voxley@example.edu"
+    attached = [p.get_filename() for p in message.walk() if p.get_filename()]
+    assert sorted(attached) == sorted(f"{s['number']}.pdf" for s in out["statements"])
+    assert {s.status for s in Statement.objects.filter(pi__email="tarn.voxley@example.edu")} == {
+        "sent"
+    }
+    others_after = {
+        s.number: (s.version, s.pdf_sha256, s.status)
+        for s in Statement.objects.exclude(pi__email="tarn.voxley@example.edu")
+    }
+    assert others_after == others_before
+    assert {status for _, _, status in others_after.values()} == {"ready"}
+    assert len(everyone["statements"]) == len(others_after) + len(out["statements"])
+    text = run("generate", "-p", "2025-01", "-c", config_path, "--pi", "tarn.voxley@example.edu")
+    assert f"Generated {len(out['statements'])} statements for 2025-01 (1 PI)." in text
+    # Sent once: asking again mails nothing.
+    again = generate("--pi", "tarn.voxley@example.edu", "--send")
+    assert again["emails"]["sent"] == 0
+    assert len(mailed(settings.EMAIL_FILE_PATH)) == 1

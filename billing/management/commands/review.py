@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from billing.management.base import BillingCommand
+from billing.management.base import BillingCommand, clip
 from billing.models import BillingPeriod, Charge, Flag
 from billing.selectors import review_queryset, review_rows
 from billing.services import (
@@ -172,7 +172,7 @@ class Command(BillingCommand):
         for r in rows:
             self.stdout.write(
                 f"{r['id']:>9} {r['period']:<8} {r['billed']:>14} {r['currency']:<4} "
-                f"{(r['pi_email'] or '-'):<30.30} {(r['project_id'] or '-'):<20.20} "
+                f"{clip(r['pi_email'] or '-', 30):<30} {clip(r['project_id'] or '-', 20):<20} "
                 f"{','.join(r['reasons'])}"
             )
         self.stdout.write(f"{len(rows):,} charge(s).")

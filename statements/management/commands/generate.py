@@ -11,6 +11,29 @@ from statements.models import StatementRun
 from statements.selectors import run_progress
 from statements.services import StatementError, email_counts, statement_generate
 
+# A statement's fate in a generation (GenerationPlan.changes' keys), as the dry run words it.
+WOULD = {
+    "new": "new",
+    "replaced": "replaced in place (not sent yet)",
+    "revised": "revises",
+    "unchanged": "unchanged",
+    "removed": "would be removed",
+}
+EXPLAIN = {
+    "new": "new",
+    "replaced": "replaced (not sent yet: same number, new figures)",
+    "revised": "revised (sent: a new -R number replaces it)",
+    "unchanged": "unchanged",
+    "removed": "removed (no billable charges left, never sent)",
+}
+
+
+def change_summary(changes: dict[str, int], *, dry_run: bool) -> str:
+    """'Changes: 1 revised (sent: …), 8 unchanged.' Only the kinds that happen."""
+    parts = [f"{n} {EXPLAIN[kind]}" for kind, n in changes.items() if n]
+    head = "Would change" if dry_run else "Changes"
+    return f"{head}: {', '.join(parts) if parts else 'none'}."
+
 
 class Command(BillingCommand):
     help = (
@@ -78,17 +101,21 @@ class Command(BillingCommand):
         kind = "draft statements" if data["draft"] else "statements"
         head = "Would generate" if data["status"] == "dry-run" else "Generated"
         self.stdout.write(
-            f"{head} {len(data['statements'])} {kind} for {data['period']} ({data['pis']} PIs)."
+            f"{head} {len(data['statements'])} {kind} for {data['period']} "
+            f"({data['pis']} PI{'' if data['pis'] == 1 else 's'})."
         )
         for s in data["statements"]:
             status = f"  [{s['status']}]" if "status" in s else ""
+            if "change" in s:  # the dry run: what the real run will do to it
+                status = f"  [{WOULD[s['change']]}{' ' + s['replaces'] if 'replaces' in s else ''}]"
             self.stdout.write(
                 f"  {s['number']:<22} {s['pi_email']:<34} {s['project']:<24} {s['fund_org']:<18} "
                 f"list {s['list']:>12}  discount {s['discount']:>12}  due {s['amount_due']:>12} "
                 f"{s['currency']}{status}"
             )
-        if data.get("changes"):
-            self.stdout.write("  " + ", ".join(f"{k} {v}" for k, v in data["changes"].items()))
+        self.stdout.write(
+            "  " + change_summary(data["changes"], dry_run=data["status"] == "dry-run")
+        )
         for currency, total in data["total_due"].items():
             billable = data["billable_total"].get(currency, "0")
             self.stdout.write(f"  total due {currency} {total} (billable, exact: {billable})")

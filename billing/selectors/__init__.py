@@ -9,8 +9,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, F, Q
 
-from .models import BillingPeriod, Charge, Flag, Import, ReviewDecision
-from .money import ZERO, ExactSum, money_text
+from ..models import BillingPeriod, Charge, Flag, Import, ReviewDecision
+from ..money import ZERO, ExactSum, money_text
 
 NOT_REJECTED = ~Q(review_status=Charge.ReviewStatus.REJECTED)
 FLAGGED = Q(review_status=Charge.ReviewStatus.FLAGGED)
