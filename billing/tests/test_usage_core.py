@@ -262,8 +262,9 @@ def test_focus_rows_are_imported_unchanged_by_the_importer(tmp_path):
 
 @pytest.mark.django_db
 def test_the_admin_refuses_a_second_rate_for_the_same_date_naming_the_first(admin_client):
-    first = rate_save(rate=Rate(service="hpc-cpu", key="gpu", unit="core-hour",
-                                effective_from=date(2026, 11, 1), list_price=D("0.01")))  # fmt: skip
+    first = Rate(service="hpc-cpu", key="gpu", unit="core-hour", effective_from=date(2026, 11, 1),
+                 list_price=D("0.01"))  # fmt: skip
+    rate_save(rate=first)
     form = {
         "service": "hpc-cpu", "key": "gpu", "unit": "core-hour", "effective_from": "2026-11-01",
         "active": "on", "list_price": "0.02", "currency": "USD", "multiplier": "1",
