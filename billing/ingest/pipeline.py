@@ -211,7 +211,9 @@ def import_files(
     display_names: Sequence[str] | None = None,
 ) -> ImportResult:
     """Import FOCUS files for one source. Raises ImportRefused with the reasons."""
-    config = config or load_config()
+    from ..services.patterns import with_review_patterns  # services import this module
+
+    config = with_review_patterns(config or load_config(), seed=not dry_run)
     if period is not None and not PERIOD_RE.match(period):
         raise ImportRefused(f"period must be YYYY-MM, got {period!r}")
     if not paths:
