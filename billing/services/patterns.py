@@ -123,18 +123,18 @@ def review_patterns_preview(*, period, patterns=None) -> PeriodPreview:
     rows = list(patterns if patterns is not None else ReviewPattern.objects.order_by("kind", "id"))
     charges = Charge.objects.filter(period=period)
     total = charges.count()
-    compiled = {row.pk: compile_pattern(row) for row in rows}
+    compiled = {id(row): compile_pattern(row) for row in rows}
     flag_rows = [r for r in rows if r.kind == Kind.FLAG]
     fund_rows = [r for r in rows if r.kind == Kind.FUND_ORG]
-    counts = {row.pk: 0 for row in rows}
+    counts = {id(row): 0 for row in rows}
 
     flagged_any = 0
     if flag_rows:
         for key, count in _counted(charges, "service_name", "resource_id", "resource_name"):
             hit_any = False
             for row in flag_rows:
-                if any(value and compiled[row.pk].search(value) for value in key):
-                    counts[row.pk] += count
+                if any(value and compiled[id(row)].search(value) for value in key):
+                    counts[id(row)] += count
                     hit_any = hit_any or row.enabled
             flagged_any += count if hit_any else 0
 
@@ -143,14 +143,14 @@ def review_patterns_preview(*, period, patterns=None) -> PeriodPreview:
         enabled = [r for r in fund_rows if r.enabled]
         for (fund_org,), count in _counted(charges, "fund_org"):
             for row in fund_rows:
-                if fund_org and compiled[row.pk].fullmatch(fund_org):
-                    counts[row.pk] += count
-            passes = any(compiled[r.pk].fullmatch(fund_org) for r in enabled)
+                if fund_org and compiled[id(row)].fullmatch(fund_org):
+                    counts[id(row)] += count
+            passes = any(compiled[id(r)].fullmatch(fund_org) for r in enabled)
             if enabled and fund_org and not passes:
                 failing += count
     return PeriodPreview(
         charges=total,
-        rows=[PatternPreview(pattern=row, matches=counts[row.pk]) for row in rows],
+        rows=[PatternPreview(pattern=row, matches=counts[id(row)]) for row in rows],
         flagged_by_flag_patterns=flagged_any,
         flagged_by_fund_org_patterns=failing,
     )
