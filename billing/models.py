@@ -539,6 +539,7 @@ class ImportJob(models.Model):
     """
 
     class Status(models.TextChoices):
+        SOURCE = "source", "Waiting for its source"  # one file of a batch, source not guessed
         CHECKING = "checking", "Checking (dry run)"
         CHECKED = "checked", "Checked, waiting for confirmation"
         QUEUED = "queued", "Queued"
@@ -565,6 +566,9 @@ class ImportJob(models.Model):
     import_run = models.ForeignKey(
         Import, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Jobs made by one upload of several sources' files (one job, and one import, per file)
+    # share a batch: a random hex key, empty for an upload of one source.
+    batch = models.CharField(max_length=32, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
