@@ -41,8 +41,8 @@ def months_table(rows: list[dict], latest) -> str:
         return format_html("<p>Last import: {}</p><p>No charges in the last 12 months.</p>", last)
     body = format_html_join(
         "",
-        '<tr><td>{}</td><td>{}</td><td class="numeric">{}</td><td class="numeric">{}</td>'
-        '<td>{}</td><td class="numeric">{}</td><td class="numeric">{}</td></tr>',
+        '<tr><td>{}</td><td>{}</td><td style="text-align:right">{}</td><td style="text-align:right">{}</td>'
+        '<td>{}</td><td style="text-align:right">{}</td><td style="text-align:right">{}</td></tr>',
         (
             (
                 r["period"],
