@@ -140,3 +140,17 @@ def test_the_preview_counts_what_each_pattern_would_flag(admin_client, ingest, w
 
     listing = admin_client.get(LIST_URL).content.decode()
     assert PREVIEW_URL in listing
+
+
+def test_migrate_seeds_the_configured_patterns(settings, config_path):
+    from billing.apps import seed_review_patterns
+
+    settings.OPENCHARGEBACK_CONFIG = config_path
+    seed_review_patterns(sender=None)
+    assert set(ReviewPattern.objects.values_list("kind", "pattern")) == {
+        ("flag", "^scratch-"),
+        ("fund_org", "^[A-Z]{2,6}-[A-Z0-9-]+$"),
+    }
+    settings.OPENCHARGEBACK_CONFIG = str(EXAMPLE_CONFIG) + ".missing"
+    seed_review_patterns(sender=None)  # a broken configuration is the commands' to report
+    assert ReviewPattern.objects.count() == 2
