@@ -350,7 +350,7 @@ def import_job_set_source(
     config = _config(config)
     changeable = (ImportJob.Status.SOURCE, ImportJob.Status.CHECKED, ImportJob.Status.FAILED)
     with transaction.atomic():
-        job = ImportJob.objects.select_for_update().select_related("source").get(pk=job_id)
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
         if job.status not in changeable or job.import_run_id:
             raise UploadError(
                 f"upload #{job.pk} is {job.get_status_display().lower()}: its source can't be "
