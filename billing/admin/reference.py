@@ -20,6 +20,9 @@ from ..selectors import last_import, reference_months
 from ..services import account_mapping_delete, account_mapping_save
 
 
+RIGHT = '<td style="text-align:right">{}</td>'  # numbers line up on the right
+
+
 def _amount(value) -> str:
     """An amount to the cent with separators, the exact value on hover."""
     return format_html(
@@ -41,8 +44,7 @@ def months_table(rows: list[dict], latest) -> str:
         return format_html("<p>Last import: {}</p><p>No charges in the last 12 months.</p>", last)
     body = format_html_join(
         "",
-        '<tr><td>{}</td><td>{}</td><td style="text-align:right">{}</td><td style="text-align:right">{}</td>'
-        '<td>{}</td><td style="text-align:right">{}</td><td style="text-align:right">{}</td></tr>',
+        "<tr><td>{}</td><td>{}</td>" + RIGHT + RIGHT + "<td>{}</td>" + RIGHT + RIGHT + "</tr>",
         (
             (
                 r["period"],

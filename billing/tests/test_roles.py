@@ -26,6 +26,7 @@ ADD_ALLOWED = {
         "billing.pi",
         "billing.project",
         "billing.accountmapping",
+        "billing.reviewpattern",
     },
     REVIEWER: {"billing.accountmapping"},
     VIEWER: set(),
