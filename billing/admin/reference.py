@@ -19,7 +19,6 @@ from ..money import ZERO, ExactSum, cents_text, money_text
 from ..selectors import last_import, reference_months
 from ..services import account_mapping_delete, account_mapping_save
 
-
 RIGHT = '<td style="text-align:right">{}</td>'  # numbers line up on the right
 
 
