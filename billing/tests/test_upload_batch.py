@@ -69,6 +69,8 @@ def test_each_file_is_guessed_changed_and_imported_on_its_own(admin_client, file
     assert 'aria-label="Source of mystery.csv"' in page
     assert "Import the 2 checked files" in page
     assert not Charge.objects.exists()
+    job_page = admin_client.get(f"/admin/billing/importjob/{jobs['mystery.csv'].pk}/job/")
+    assert f"/admin/billing/importjob/batch/{batch}/" in job_page.content.decode()
 
     # The guess for the HPC file is changed and changed back: each change is checked again
     # and audited.
