@@ -211,9 +211,7 @@ def import_files(
     display_names: Sequence[str] | None = None,
 ) -> ImportResult:
     """Import FOCUS files for one source. Raises ImportRefused with the reasons."""
-    from ..services.patterns import with_review_patterns  # services import this module
-
-    config = with_review_patterns(config or load_config(), seed=not dry_run)
+    config = config or load_config()
     if period is not None and not PERIOD_RE.match(period):
         raise ImportRefused(f"period must be YYYY-MM, got {period!r}")
     if not paths:
@@ -259,7 +257,12 @@ def import_files(
 
 
 def _import_atomic(*, files, source, period, append, dry_run, acting_user, actor, config, progress):
+    from ..services.patterns import with_review_patterns  # services import this module
+
     with transaction.atomic():
+        # The review patterns are read (and the file's new ones seeded) in the import's own
+        # transaction: a busy database refuses both together, as one.
+        config = with_review_patterns(config, seed=not dry_run)
         result = _import(
             files=files,
             source_name=source,
