@@ -7,6 +7,7 @@ billing/services.py, which records an audit event for each change.
 from __future__ import annotations
 
 import enum
+import re
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -143,6 +144,56 @@ class Project(models.Model):
 
     def __str__(self):
         return self.code
+
+
+class ReviewPattern(models.Model):
+    """A regular expression the review uses: a flag pattern (a row whose service name, resource
+    id or resource name it finds is flagged) or a fund/org pattern (a fund/org must match one in
+    full, or the row is flagged).
+
+    The configuration file's `review` section seeds these rows (billing/services/patterns.py);
+    after that the rows are what imports, review and journals use, edited in the admin, each
+    change audited (billing/reference_audit.py).
+    """
+
+    class Kind(models.TextChoices):
+        FLAG = "flag", "Flag pattern"
+        FUND_ORG = "fund_org", "Fund/org pattern"
+
+    class Origin(models.TextChoices):
+        CONFIG = "config", "Configuration file"
+        ADMIN = "admin", "Admin"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    pattern = models.CharField(max_length=500, help_text="A Python regular expression.")
+    # Matches without regard to case (the earlier tool's flag patterns did).
+    ignore_case = models.BooleanField(default=False)
+    # A disabled pattern is kept (and not seeded again from the file) but not used.
+    enabled = models.BooleanField(default=True)
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.ADMIN)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "pattern"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "pattern"], name="review_pattern_unique"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["flag", "fund_org"]), name="review_pattern_kind_valid"
+            ),
+            models.CheckConstraint(condition=~Q(pattern=""), name="review_pattern_not_empty"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.pattern}"
+
+    def clean(self):
+        super().clean()
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValidationError({"pattern": f"Not a valid regular expression: {exc}"}) from None
 
 
 class AccountMapping(models.Model):
@@ -501,6 +552,7 @@ class ImportJob(models.Model):
     """
 
     class Status(models.TextChoices):
+        SOURCE = "source", "Waiting for its source"  # one file of a batch, source not guessed
         CHECKING = "checking", "Checking (dry run)"
         CHECKED = "checked", "Checked, waiting for confirmation"
         QUEUED = "queued", "Queued"
@@ -530,6 +582,9 @@ class ImportJob(models.Model):
     import_run = models.ForeignKey(
         Import, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Jobs made by one upload of several sources' files (one job, and one import, per file)
+    # share a batch: a random hex key, empty for an upload of one source.
+    batch = models.CharField(max_length=32, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -262,9 +262,9 @@ MEDIA_ROOT = INSTANCE_DIR / "media"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Generated files: statement PDFs ("default", under MEDIA_ROOT) and GL journals ("journals"; when
-# not set, INSTANCE_DIR/journals) go through Django's storage API. When several hosts render and serve,
-# OPENCHARGEBACK_STORAGE=s3 puts both in an S3-compatible bucket (django-storages; AWS, MinIO,
-# Ceph, …) under the prefixes statements/ and journals/. docs/deployment.md.
+# not set, INSTANCE_DIR/journals) go through Django's storage API. When several hosts render and
+# serve, OPENCHARGEBACK_STORAGE=s3 puts both in an S3-compatible bucket (django-storages; AWS,
+# MinIO, Ceph, …) under the prefixes statements/ and journals/. docs/storage.md.
 OPENCHARGEBACK_STORAGE = os.environ.get("OPENCHARGEBACK_STORAGE", "local").strip().lower()
 if OPENCHARGEBACK_STORAGE not in ("local", "s3"):
     raise ImproperlyConfigured("OPENCHARGEBACK_STORAGE must be local or s3")

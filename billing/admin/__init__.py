@@ -8,12 +8,23 @@
 - pis.py        PIs, their delegates and portal invitations
 - rates.py      rate cards of usage sources (HPC, storage, tokens)
 - reference.py  sources, projects and the account map
+- patterns.py   review patterns and their test against a period
 - widgets.py    filters, search and paging shared by the lists
 """
 
 from django.contrib import admin
 
-from . import charges, imports, periods, pis, rates, reference, review, upload  # noqa: F401
+from . import (  # noqa: F401
+    charges,
+    imports,
+    patterns,
+    periods,
+    pis,
+    rates,
+    reference,
+    review,
+    upload,
+)
 from .periods import register_period_action
 from .reference import AccountMappingResource
 

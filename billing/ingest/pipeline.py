@@ -282,7 +282,12 @@ def import_files(
 def _import_atomic(
     *, files, source, period, append, dry_run, acting_user, actor, config, progress, conversion
 ):
+    from ..services.patterns import with_review_patterns  # services import this module
+
     with transaction.atomic():
+        # The review patterns are read (and the file's new ones seeded) in the import's own
+        # transaction: a busy database refuses both together, as one.
+        config = with_review_patterns(config, seed=not dry_run)
         result = _import(
             conversion=conversion,
             files=files,

@@ -13,12 +13,18 @@ Invariants:
   enqueued after the transaction that queued it commits.
 - Every change of a job's state writes an audit event in the same transaction; the import
   itself is audited by the pipeline.
+- An upload of several sources' files (`import_batch_create`) is one job per file, sharing a
+  batch key: each file's source is guessed on its own and may be changed (which checks it
+  again) until it is confirmed; each file is imported as its own import with its own receipt.
+  A file whose source can't be guessed waits (status `source`) and is never checked or
+  imported until a source is chosen.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 import shutil
 import time
 from collections.abc import Sequence
@@ -134,7 +140,8 @@ def source_guess(*, names: Sequence[str], config: BillingConfig | None = None) -
     if len(found) > 1:
         detail = "; ".join(f"{name}: {source}" for name, source in guesses.items())
         raise UploadError(
-            f"the files look like different sources ({detail}); upload one source at a time"
+            f'the files look like different sources ({detail}); tick "one import per file" '
+            "or upload one source at a time"
         )
     return found[0]
 
@@ -265,6 +272,137 @@ def import_job_create(
     if background:
         return job
     return import_job_check(job_id=job.pk, acting_user=acting_user, config=config)
+
+
+def import_batch_create(
+    *,
+    files,
+    sources: dict[str, str] | None = None,
+    period: str | None = None,
+    append: bool = False,
+    acting_user,
+    config: BillingConfig | None = None,
+) -> list[ImportJob]:
+    """One upload of several sources' files: a job per file, in one batch, each file's source
+    guessed from its own name (or taken from `sources`, file name -> source name). Files with
+    a source are checked now (or by a task when big); the others wait for one."""
+    config = _config(config)
+    _validate(files)
+    period = (period or "").strip()
+    if period and not PERIOD_RE.match(period):
+        raise UploadError(f"the period must be YYYY-MM, got {period!r}")
+    patterns = source_patterns(config)
+    chosen = sources or {}
+    batch = secrets.token_hex(8)
+    jobs, folders, to_check = [], [], []
+    try:
+        with transaction.atomic():
+            for upload in files:
+                name = chosen.get(upload.name) or source_guess_one(upload.name, patterns)
+                source_row = None
+                if name:
+                    try:
+                        source_row = source_for_import(name, config)
+                    except ImportRefused as exc:
+                        raise UploadError(f"{upload.name}: {exc.message}") from None
+                job = ImportJob.objects.create(
+                    acting_user=_user(acting_user),
+                    source=source_row,
+                    requested_period=period,
+                    append=append,
+                    batch=batch,
+                    status=ImportJob.Status.CHECKING if source_row else ImportJob.Status.SOURCE,
+                )
+                folders.append(job_dir(job.pk))
+                job.files = _store(job, [upload])
+                job.save(update_fields=["files", "updated_at"])
+                audit_record(
+                    action="upload_create",
+                    acting_user=acting_user,
+                    obj=job,
+                    after={"status": job.status},
+                    details={
+                        "files": job.files,
+                        "batch": batch,
+                        "source": name or "",
+                        "source_guessed": upload.name not in chosen,
+                        "period": period,
+                        "append": append,
+                    },
+                )
+                jobs.append(job)
+                if source_row is not None:
+                    to_check.append(job)
+            to_check = _check_later_or_now(to_check, acting_user)
+    except BaseException:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    for job in to_check:
+        import_job_check(job_id=job.pk, acting_user=acting_user, config=config)
+    return list(ImportJob.objects.filter(batch=batch).order_by("id"))
+
+
+def _check_later_or_now(jobs: list[ImportJob], acting_user) -> list[ImportJob]:
+    """Queue the checks of big jobs after commit; return the jobs to check in this request."""
+    now = []
+    for job in jobs:
+        if runs_in_background(job):
+            job_id, user_id = job.pk, _user_id(acting_user)
+            transaction.on_commit(
+                lambda job_id=job_id, user_id=user_id: _enqueue("import_job_check", job_id, user_id)
+            )
+        else:
+            now.append(job)
+    return now
+
+
+def import_job_set_source(
+    *, job_id: int, source: str, acting_user, config: BillingConfig | None = None
+) -> ImportJob:
+    """Give a file of a batch its source (or another one), and check it again."""
+    config = _config(config)
+    changeable = (ImportJob.Status.SOURCE, ImportJob.Status.CHECKED, ImportJob.Status.FAILED)
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.status not in changeable or job.import_run_id:
+            raise UploadError(
+                f"upload #{job.pk} is {job.get_status_display().lower()}: its source can't be "
+                "changed"
+            )
+        try:
+            source_row = source_for_import(source, config)
+        except ImportRefused as exc:
+            raise UploadError(exc.message) from None
+        before = {"status": job.status, "source": job.source.name if job.source else ""}
+        job.source = source_row
+        job.status = ImportJob.Status.CHECKING
+        job.receipt = {}
+        job.error = ""
+        job.rows_total = job.rows_done = 0
+        job.save()
+        audit_record(
+            action="upload_source",
+            acting_user=acting_user,
+            obj=job,
+            before=before,
+            after={"status": job.status, "source": source_row.name},
+        )
+        now = _check_later_or_now([job], acting_user)
+    if not now:
+        return job
+    return import_job_check(job_id=job.pk, acting_user=acting_user, config=config)
+
+
+def import_batch_confirm(*, batch: str, acting_user) -> list[ImportJob]:
+    """Import every checked file of a batch, each as its own import. Files still waiting for a
+    source, refused or discarded are left as they are (the batch page shows them)."""
+    jobs = list(ImportJob.objects.filter(batch=batch, status=ImportJob.Status.CHECKED))
+    if not jobs:
+        raise UploadError("no file of this upload is checked and waiting to be imported")
+    for job in jobs:
+        import_job_confirm(job_id=job.pk, acting_user=acting_user)
+    return list(ImportJob.objects.filter(batch=batch).order_by("id"))
 
 
 def import_job_check(*, job_id: int, acting_user, config: BillingConfig | None = None) -> ImportJob:
@@ -431,7 +569,12 @@ def import_job_discard(*, job_id: int, acting_user) -> ImportJob:
     """Discard a job that was not imported: its stored files are deleted."""
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().get(pk=job_id)
-        allowed = (ImportJob.Status.CHECKING, ImportJob.Status.CHECKED, ImportJob.Status.FAILED)
+        allowed = (
+            ImportJob.Status.SOURCE,
+            ImportJob.Status.CHECKING,
+            ImportJob.Status.CHECKED,
+            ImportJob.Status.FAILED,
+        )
         if job.status not in allowed:
             raise UploadError(
                 f"upload #{job.pk} is {job.get_status_display().lower()}: it can't be discarded"

@@ -27,6 +27,7 @@ ADD_ALLOWED = {
         "billing.project",
         "billing.accountmapping",
         "billing.rate",  # the rate card of usage sources (docs/sources.md)
+        "billing.reviewpattern",
     },
     REVIEWER: {"billing.accountmapping"},
     VIEWER: set(),

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0009_fingerprint_c_collation'),
+        ('billing', '0012_accountmapping_pi_name'),
     ]
 
     operations = [
