@@ -1,0 +1,352 @@
+"""Storage usage reports → usage records in TB-months, by tier.
+
+Invariants this module keeps:
+
+- Every sample of every path is billed or reported: a path no map entry covers comes through with
+  empty tags (the importer flags it for review), never dropped.
+- TB means 10^12 bytes (the SI terabyte storage vendors sell), never TiB.
+- A month's usage is the time-weighted average of its samples: each sample holds from its own time
+  until the next sample of the same path; the first sample of the month also covers the time from
+  the start of the month (or, when an earlier sample exists, the last one before the month does);
+  the last holds to the end of the month. One record per sample interval, so a mid-month rate
+  change prices each interval at the rate in force.
+- The quantity (TB-months) is exact: byte-seconds over 10^12 × the month's seconds, a Fraction.
+  Nothing is rounded here; money is rounded once, on the statement.
+
+Input formats (`--format`, guessed from the file when not given):
+
+- csv: a header with `path` or `project`, `bytes_used` (or `bytes`), `sampled_at` (ISO 8601 date or
+  date-time; no zone means UTC) and optionally `tier`.
+- json: a list of objects with the same keys, or {"samples": [...]}.
+- isilon: `isi quota quotas list --format=json` (a list of quotas, or {"quotas": [...]}); directory
+  quotas only, usage `logical` (then `fslogical`, `applogical`), as the earlier tool billed it.
+- qumulo: `GET /v1/files/quotas/status/` ({"quotas": [{"path", "capacity_usage"}, ...]}).
+  An isilon or qumulo file has no sample time of its own: give one report, or several as a list of
+  {"sampled_at": ..., "quotas": [...]}; a single undated report stands for the whole month.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+
+
+class ConversionError(ValueError):
+    """A usage file the converter refuses; str() names the line and the reason."""
+
+
+SERVICE = "storage"
+UNIT = "TB-month"
+BYTES_PER_TB = 10**12  # TB, not TiB
+DEFAULT_TIER = "standard"
+FORMATS = ("csv", "json", "isilon", "qumulo")
+
+_KEY_COLUMNS = ("path", "project")
+_BYTES_COLUMNS = ("bytes_used", "bytes", "used_bytes", "usage_bytes")
+_TIME_COLUMNS = ("sampled_at", "sample_time", "timestamp", "time", "date")
+_ISILON_USAGE = ("logical", "fslogical", "applogical")
+
+
+@dataclass(frozen=True)
+class Sample:
+    key: str  # a path (/ifs/research/lab) or a project id, as the report names it
+    bytes_used: int
+    sampled_at: datetime | None  # UTC; None: an undated snapshot standing for the whole month
+    tier: str | None = None
+    line: int = 0  # where it came from, for messages
+
+
+@dataclass
+class Owner:
+    """What a map entry says about a path: the tags a charge carries, and optionally its tier."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    tier: str | None = None
+
+
+@dataclass(frozen=True)
+class Interval:
+    key: str
+    tier: str
+    start: datetime
+    end: datetime
+    bytes_used: int
+
+    def tb_months(self, month_seconds: int) -> Fraction:
+        seconds = int((self.end - self.start).total_seconds())
+        return Fraction(self.bytes_used * seconds, BYTES_PER_TB * month_seconds)
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def parse_time(text: str, where: str) -> datetime:
+    """ISO 8601 date or date-time; a naive one is UTC. Returns an aware UTC datetime."""
+    value = (text or "").strip()
+    try:
+        if len(value) == 10:
+            parsed = datetime.combine(date.fromisoformat(value), datetime.min.time())
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConversionError(f"{where}: not an ISO 8601 date or date-time: {text!r}") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_bytes(value, where: str) -> int:
+    text = str(value).strip() if value is not None else ""
+    if not re.fullmatch(r"\d+", text):
+        raise ConversionError(f"{where}: bytes used must be a whole number of bytes: {value!r}")
+    return int(text)
+
+
+def _pick(row: dict, names: Iterable[str]) -> str | None:
+    for name in names:
+        if name in row:
+            return name
+    return None
+
+
+def read_rows(rows: Iterable[tuple[int, dict]], label: str) -> list[Sample]:
+    """Samples from generic rows (CSV or JSON objects) with lowercase keys."""
+    samples = []
+    key_col = bytes_col = time_col = None
+    for line, row in rows:
+        row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
+        if key_col is None:
+            key_col, bytes_col = _pick(row, _KEY_COLUMNS), _pick(row, _BYTES_COLUMNS)
+            time_col = _pick(row, _TIME_COLUMNS)
+            missing = [
+                "/".join(names)
+                for names, col in (
+                    (_KEY_COLUMNS, key_col),
+                    (_BYTES_COLUMNS, bytes_col),
+                    (_TIME_COLUMNS, time_col),
+                )
+                if col is None
+            ]
+            if missing:
+                raise ConversionError(f"{label}: missing column(s) {', '.join(missing)}")
+        where = f"{label} line {line}"
+        key = str(row.get(key_col) or "").strip()
+        if not key:
+            raise ConversionError(f"{where}: no path or project")
+        tier = str(row.get("tier") or "").strip() or None
+        samples.append(
+            Sample(
+                key=key,
+                bytes_used=parse_bytes(row.get(bytes_col), where),
+                sampled_at=parse_time(str(row.get(time_col) or ""), where),
+                tier=tier,
+                line=line,
+            )
+        )
+    return samples
+
+
+def _quota_reports(data) -> list[tuple[datetime | None, list]]:
+    if isinstance(data, dict):
+        data = [data] if "quotas" in data else None
+    elif isinstance(data, list) and data and isinstance(data[0], dict) and "quotas" in data[0]:
+        pass
+    elif isinstance(data, list):  # `isi quota quotas list --format=json` prints a bare list
+        data = [{"quotas": data}]
+    if not isinstance(data, list):
+        raise ConversionError("not a quota report: expected a list of quotas or {'quotas': [...]}")
+    reports = []
+    for index, report in enumerate(data, start=1):
+        at = report.get("sampled_at")
+        when = parse_time(str(at), f"report {index} sampled_at") if at else None
+        reports.append((when, report.get("quotas") or []))
+    return reports
+
+
+def read_isilon(data) -> tuple[list[Sample], list[str]]:
+    samples, notes = [], []
+    skipped = 0
+    for when, quotas in _quota_reports(data):
+        for index, quota in enumerate(quotas, start=1):
+            if quota.get("type", "directory") != "directory":
+                skipped += 1  # user/group quotas count bytes a directory quota already holds
+                continue
+            usage = quota.get("usage") or {}
+            name = next((n for n in _ISILON_USAGE if usage.get(n) is not None), None)
+            if not quota.get("path") or name is None:
+                raise ConversionError(f"quota {index}: needs a path and usage.logical")
+            samples.append(
+                Sample(quota["path"], parse_bytes(usage[name], f"quota {index}"), when, line=index)
+            )
+    if skipped:
+        notes.append(f"{skipped} user/group quota(s) not billed: their bytes are in a directory")
+    return samples, notes
+
+
+def read_qumulo(data) -> tuple[list[Sample], list[str]]:
+    samples = []
+    for when, quotas in _quota_reports(data):
+        for index, quota in enumerate(quotas, start=1):
+            if not quota.get("path") or quota.get("capacity_usage") is None:
+                raise ConversionError(f"quota {index}: needs a path and capacity_usage")
+            samples.append(
+                Sample(
+                    quota["path"].rstrip("/") or "/",
+                    parse_bytes(quota["capacity_usage"], f"quota {index}"),
+                    when,
+                    line=index,
+                )
+            )
+    return samples, []
+
+
+def guess_format(path: Path, text: str) -> str:
+    if path.suffix.lower() != ".json":
+        return "csv"
+    data = json.loads(text)
+    quotas = data.get("quotas") if isinstance(data, dict) else data
+    first = quotas[0] if isinstance(quotas, list) and quotas else {}
+    if isinstance(first, dict) and "quotas" in first:
+        first = (first["quotas"] or [{}])[0]
+    if isinstance(first, dict) and "capacity_usage" in first:
+        return "qumulo"
+    if isinstance(first, dict) and "usage" in first:
+        return "isilon"
+    return "json"
+
+
+def read_samples(path: Path, fmt: str | None = None) -> tuple[list[Sample], list[str]]:
+    """Read a report file. Returns (samples, notes for the summary)."""
+    text = Path(path).read_text(encoding="utf-8-sig")
+    try:
+        fmt = fmt or guess_format(Path(path), text)
+        if fmt == "csv":
+            reader = csv.DictReader(io.StringIO(text))
+            return read_rows(enumerate(reader, start=2), Path(path).name), []
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConversionError(f"{Path(path).name}: not valid JSON ({exc})") from None
+    if fmt == "json":
+        items = data.get("samples") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise ConversionError("a JSON report is a list of samples or {'samples': [...]}")
+        return read_rows(enumerate(items, start=1), Path(path).name), []
+    if fmt == "isilon":
+        return read_isilon(data)
+    if fmt == "qumulo":
+        return read_qumulo(data)
+    raise ConversionError(f"unknown storage format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+# -- the map: path or project → tags ---------------------------------------------------------
+
+_TAG_NAMES = ("pi_email", "project_id", "fund_org", "cost_center", "reference_1", "reference_2")
+
+
+def _owner(entry: dict) -> Owner:
+    tags = {n: str(entry[n]).strip() for n in _TAG_NAMES if str(entry.get(n) or "").strip()}
+    return Owner(tags=tags, tier=(str(entry.get("tier") or "").strip() or None))
+
+
+def read_map(path: Path) -> dict[str, Owner]:
+    """A path/project → owner map from CSV (path or project, pi_email, project_id, fund_org,
+    optional tier), the earlier Isilon tool's projects.json ({"projects": {path: {...}}}), or a
+    list of Qumulo `.openchargeback.json` dot files (matched by project_id as the folder name).
+    Dot files with "active": false are left out, so their paths come through untagged."""
+    text = Path(path).read_text(encoding="utf-8-sig")
+    owners: dict[str, Owner] = {}
+    if Path(path).suffix.lower() == ".json":
+        data = json.loads(text)
+        if isinstance(data, dict) and isinstance(data.get("projects"), dict):
+            for key, entry in data["projects"].items():
+                owners[key.rstrip("/")] = _owner(entry)
+        elif isinstance(data, list):
+            for entry in data:
+                if entry.get("active", True) is False or not entry.get("project_id"):
+                    continue
+                key = str(entry.get("path") or entry["project_id"]).rstrip("/")
+                owners[key] = _owner(entry)
+        else:
+            raise ConversionError(f"{Path(path).name}: not a storage map")
+        return owners
+    for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        row = {str(k).strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        key = row.get("path") or row.get("project")
+        if not key:
+            raise ConversionError(f"{Path(path).name} line {line}: no path or project")
+        owners[key.rstrip("/")] = _owner(row)
+    return owners
+
+
+def find_owner(key: str, owners: dict[str, Owner]) -> Owner | None:
+    """The entry for the key itself, else its longest mapped parent directory, else one whose
+    name is the key's last component (a dot file names its folder by project_id)."""
+    candidate = key.rstrip("/")
+    while candidate:
+        if candidate in owners:
+            return owners[candidate]
+        if "/" not in candidate:
+            break
+        candidate = candidate.rsplit("/", 1)[0]
+    return owners.get(key.rstrip("/").rsplit("/", 1)[-1])
+
+
+# -- time weighting -------------------------------------------------------------------------------
+
+
+def month_bounds(period: str) -> tuple[datetime, datetime]:
+    try:
+        year, month = (int(p) for p in period.split("-"))
+        start = datetime(year, month, 1, tzinfo=UTC)
+    except ValueError:
+        raise ConversionError(f"period must be YYYY-MM: {period!r}") from None
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+def intervals(
+    samples: list[Sample], period: str, owners: dict[str, Owner] | None = None, tier: str = ""
+) -> list[Interval]:
+    """Each path's samples as intervals covering the month (the rule in the module docstring).
+
+    A path whose samples all fall after the month is not in it; samples after the month end are
+    ignored, the last sample before the month start carries into it.
+    """
+    start, end = month_bounds(period)
+    by_key: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_key[sample.key.rstrip("/") or sample.key].append(sample)
+    out: list[Interval] = []
+    for key, series in by_key.items():
+        owner = find_owner(key, owners or {})
+        undated = [s for s in series if s.sampled_at is None]
+        dated = sorted((s for s in series if s.sampled_at is not None), key=lambda s: s.sampled_at)
+        if undated and dated:
+            raise ConversionError(f"{key}: dated and undated samples mixed")
+        if undated:
+            if len(undated) > 1:
+                raise ConversionError(f"{key}: appears twice in one undated report")
+            points = [(start, undated[0])]
+        else:
+            before = [s for s in dated if s.sampled_at <= start]
+            inside = [s for s in dated if start < s.sampled_at < end]
+            points = [(start, before[-1])] if before else []
+            if inside and not points:
+                points = [(start, inside[0])]
+                inside = inside[1:]
+            points += [(s.sampled_at, s) for s in inside]
+        for i, (at, sample) in enumerate(points):
+            until = points[i + 1][0] if i + 1 < len(points) else end
+            if until <= at:
+                continue  # two samples at the same instant: the later line wins
+            chosen = sample.tier or (owner.tier if owner else None) or tier or DEFAULT_TIER
+            out.append(Interval(key, chosen, at, until, sample.bytes_used))
+    return out

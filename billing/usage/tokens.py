@@ -1,0 +1,226 @@
+"""AI token usage → usage records: ChatGPT Edu credits, or tokens per model in million tokens.
+
+Invariants this module keeps:
+
+- Every line is billed or refused with its line number; a user or workspace no map entry covers
+  comes through with empty tags (the importer flags it), never dropped.
+- Quantities are exact: credits as the Decimal text OpenAI wrote, tokens as whole numbers turned
+  into million tokens by moving the point (no division that could round).
+- One record per input line, over the line's UTC day (or [time, time + 1 s) for a time-stamped
+  line), so a mid-month rate change prices each day at the rate in force.
+
+Formats (guessed from the header):
+
+- edu: the ChatGPT Edu usage export (Admin console → Billing → Export usage): date_partition
+  (M/D/YYYY), account_id, account_user_id, email, name, public_id, usage_type, usage_credits,
+  usage_quantity, usage_units. Priced per credit; the rate key is the usage type when the rate card
+  has a rate for it (so codex and chat can be subsidised differently), else `credits`.
+- generic: date (or timestamp), user (or email), model, tokens, optional workspace; or
+  input_tokens and output_tokens instead of tokens, priced as `<model>:input` and `<model>:output`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from .storage import ConversionError, Owner, _owner, month_bounds, parse_time
+
+SERVICE = "tokens"
+CREDIT_UNIT = "credit"
+TOKEN_UNIT = "million tokens"
+CREDITS_KEY = "credits"  # the Edu rate key for a usage type without a rate of its own
+EDU_COLUMNS = ("date_partition", "email", "usage_type", "usage_credits")
+
+
+@dataclass(frozen=True)
+class TokenUse:
+    line: int
+    start: datetime
+    end: datetime
+    user: str  # email, lowercase; "" when the line names none
+    workspace: str
+    key: str  # usage type (edu) or model, or model:input / model:output
+    quantity: Decimal  # credits (edu) or million tokens
+    unit: str
+    label: str  # for the description: "codex · 217.535 credits", "gpt-4o · 1,200,000 tokens"
+
+
+def _decimal(text: str, where: str) -> Decimal:
+    try:
+        value = Decimal((text or "").strip())
+    except InvalidOperation:
+        raise ConversionError(f"{where}: not a number: {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise ConversionError(f"{where}: not a non-negative number: {text!r}")
+    return value
+
+
+def _tokens(text: str, where: str) -> int:
+    value = (text or "").strip()
+    if not re.fullmatch(r"\d+", value):
+        raise ConversionError(f"{where}: tokens must be a whole number: {text!r}")
+    return int(value)
+
+
+def _edu_day(text: str, where: str) -> datetime:
+    """ChatGPT Edu writes dates as M/D/YYYY; ISO dates are accepted too."""
+    value = (text or "").strip()
+    match = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", value)
+    if match:
+        month, day, year = (int(g) for g in match.groups())
+        try:
+            return datetime(year, month, day, tzinfo=UTC)
+        except ValueError:
+            raise ConversionError(f"{where}: not a date: {text!r}") from None
+    return parse_time(value, where)
+
+
+def _span(at: datetime, text: str) -> tuple[datetime, datetime]:
+    if len(text.strip()) <= 10:  # a date: the whole UTC day
+        return at, at + timedelta(days=1)
+    return at, at + timedelta(seconds=1)
+
+
+def read_uses(path: Path) -> tuple[str, list[TokenUse]]:
+    """Read a usage file. Returns (format name, uses)."""
+    name = Path(path).name
+    text = Path(path).read_text(encoding="utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text))
+    headers = [h.strip().lower() for h in (reader.fieldnames or [])]
+    reader.fieldnames = headers
+    if all(c in headers for c in EDU_COLUMNS):
+        return "edu", list(_read_edu(reader, name))
+    return "generic", list(_read_generic(reader, headers, name))
+
+
+def _read_edu(reader, name: str) -> Iterator[TokenUse]:
+    for line, row in enumerate(reader, start=2):
+        where = f"{name} line {line}"
+        day = _edu_day(row.get("date_partition"), where)
+        kind = (row.get("usage_type") or "").strip()
+        if not kind:
+            raise ConversionError(f"{where}: no usage_type")
+        credits = _decimal(row.get("usage_credits"), where)
+        yield TokenUse(
+            line=line,
+            start=day,
+            end=day + timedelta(days=1),
+            user=(row.get("email") or "").strip().lower(),
+            workspace=(row.get("account_id") or "").strip(),
+            key=kind,
+            quantity=credits,
+            unit=CREDIT_UNIT,
+            label=f"{kind} · {credits} credits",
+        )
+
+
+def _first(headers: list[str], *names: str) -> str | None:
+    return next((n for n in names if n in headers), None)
+
+
+def _read_generic(reader, headers: list[str], name: str) -> Iterator[TokenUse]:
+    time_col = _first(headers, "date", "timestamp", "time", "day")
+    user_col = _first(headers, "user", "email", "user_email")
+    split = "input_tokens" in headers and "output_tokens" in headers
+    missing = [
+        label
+        for label, ok in (
+            ("date or timestamp", time_col),
+            ("model", "model" in headers),
+            ("tokens (or input_tokens and output_tokens)", split or "tokens" in headers),
+            ("user or workspace", user_col or "workspace" in headers),
+        )
+        if not ok
+    ]
+    if missing:
+        raise ConversionError(f"{name}: not a token usage file; missing {', '.join(missing)}")
+    for line, row in enumerate(reader, start=2):
+        where = f"{name} line {line}"
+        when_text = row.get(time_col) or ""
+        start, end = _span(parse_time(when_text, where), when_text)
+        model = (row.get("model") or "").strip()
+        if not model:
+            raise ConversionError(f"{where}: no model")
+        parts = (
+            [(f"{model}:input", "input_tokens"), (f"{model}:output", "output_tokens")]
+            if split
+            else [(model, "tokens")]
+        )
+        for key, column in parts:
+            count = _tokens(row.get(column), where)
+            yield TokenUse(
+                line=line,
+                start=start,
+                end=end,
+                user=(row.get(user_col) or "").strip().lower() if user_col else "",
+                workspace=(row.get("workspace") or "").strip(),
+                key=key,
+                quantity=Decimal(count).scaleb(-6),
+                unit=TOKEN_UNIT,
+                label=f"{key} · {count:,} tokens",
+            )
+
+
+@dataclass
+class TokenMap:
+    users: dict[str, Owner]
+    workspaces: dict[str, Owner]
+
+    def owner(self, use: TokenUse) -> Owner | None:
+        """By user first, then by workspace."""
+        return self.users.get(use.user) or self.workspaces.get(use.workspace)
+
+
+def read_map(path: Path | None) -> TokenMap:
+    """User/workspace → tags from CSV (a `user` or `email` column, or a `workspace` column, then
+    pi_email, project_id, fund_org …), or the earlier tool's projects.json
+    ({"projects": [{"project_id", "pi_email", "fund_org", "users": [{"email"}]}]})."""
+    users: dict[str, Owner] = {}
+    workspaces: dict[str, Owner] = {}
+    if path is None:
+        return TokenMap(users, workspaces)
+    name = Path(path).name
+    text = Path(path).read_text(encoding="utf-8-sig")
+    if Path(path).suffix.lower() == ".json":
+        data = json.loads(text)
+        projects = data.get("projects") if isinstance(data, dict) else None
+        if not isinstance(projects, list):
+            raise ConversionError(f"{name}: expected {{'projects': [...]}}")
+        for project in projects:
+            owner = _owner(project)
+            for user in project.get("users") or []:
+                email = str(user.get("email") if isinstance(user, dict) else user).strip().lower()
+                if email in users and users[email].tags != owner.tags:
+                    raise ConversionError(f"{name}: {email} is in two projects")
+                users[email] = owner
+            for workspace in project.get("workspaces") or []:
+                workspaces[str(workspace).strip()] = owner
+        return TokenMap(users, workspaces)
+    for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        row = {str(k).strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        user = (row.get("user") or row.get("email") or "").lower()
+        workspace = row.get("workspace") or ""
+        if not user and not workspace:
+            raise ConversionError(f"{name} line {line}: no user, email or workspace")
+        if user:
+            users[user] = _owner(row)
+        else:
+            workspaces[workspace] = _owner(row)
+    return TokenMap(users, workspaces)
+
+
+def in_month(uses: list[TokenUse], period: str) -> list[TokenUse]:
+    """Refuse lines outside the month: a token file is one month's export."""
+    start, end = month_bounds(period)
+    for use in uses:
+        if use.start < start or use.start >= end:
+            raise ConversionError(f"line {use.line}: {use.start:%Y-%m-%d} is not in {period}")
+    return uses
