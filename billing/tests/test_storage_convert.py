@@ -44,7 +44,11 @@ def test_csv_samples_become_intervals_covering_the_month(tmp_path):
         ),
         # One mid-month sample stands for the whole month.
         ("/ifs/archive/babbage", day(1), day(1, 2)): ("archive", 12 * 10**12, 12),
-        ("/ifs/research/orphan", day(1), day(1, 2)): ("standard", 750_000_000_000, Fraction("0.75")),
+        ("/ifs/research/orphan", day(1), day(1, 2)): (
+            "standard",
+            750_000_000_000,
+            Fraction("0.75"),
+        ),
     }
     # 3.1 TB for 10 days + 6.2 TB for 10 days + 1.55 TB for 11 days, over 31 days.
     lovelace = [i for i in storage.intervals(samples, "2026-01") if "lovelace" in i.key]

@@ -71,7 +71,13 @@ QUMULO_DOTFILES = json.dumps(
 
 # ChatGPT Edu usage export, January 2026. Ada is on the map by user; grace is not, nor is her
 # workspace.
-EDU_CSV = """\ufeffdate_partition,account_id,account_user_id,email,name,public_id,usage_type,usage_credits,usage_quantity,usage_units
+EDU_HEADER = (
+    "\ufeffdate_partition,account_id,account_user_id,email,name,public_id,usage_type,"
+    "usage_credits,usage_quantity,usage_units\n"
+)
+EDU_CSV = (
+    EDU_HEADER
+    + """\
 1/5/2026,ws_north,u1,Ada@example.edu,Ada L,user-1,chat.completion.5.reasoning,10,1,counts
 1/7/2026,ws_north,u1,ada@example.edu,Ada L,user-1,codex,217.535,4350.7,counts
 1/8/2026,ws_north,u2,grace@example.edu,Grace H,user-2,chat.completion.5.reasoning,10,1,counts
@@ -79,6 +85,7 @@ EDU_CSV = """\ufeffdate_partition,account_id,account_user_id,email,name,public_i
 1/12/2026,ws_north,u1,ada@example.edu,Ada L,user-1,codex,7.295,145.9,counts
 1/20/2026,ws_north,u1,ada@example.edu,Ada L,user-1,chat.completion.5.reasoning,100,10,counts
 """
+)
 
 TOKENS_MAP_JSON = json.dumps(
     {"projects": [dict(ADA, users=[{"email": "ada@example.edu", "role": "pi"}])]}
