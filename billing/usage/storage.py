@@ -34,14 +34,15 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
-
-class ConversionError(ValueError):
-    """A usage file the converter refuses; str() names the line and the reason."""
-
+from ..money import MONEY_CONTEXT
+from . import Conversion, ConversionError, Converter, month_bounds, register
+from .pricing import RateCard, RateSpec, price
+from .records import UsageRecord
 
 SERVICE = "storage"
 UNIT = "TB-month"
@@ -302,16 +303,6 @@ def find_owner(key: str, owners: dict[str, Owner]) -> Owner | None:
 # -- time weighting -------------------------------------------------------------------------------
 
 
-def month_bounds(period: str) -> tuple[datetime, datetime]:
-    try:
-        year, month = (int(p) for p in period.split("-"))
-        start = datetime(year, month, 1, tzinfo=UTC)
-    except ValueError:
-        raise ConversionError(f"period must be YYYY-MM: {period!r}") from None
-    end = (start + timedelta(days=32)).replace(day=1)
-    return start, end
-
-
 def intervals(
     samples: list[Sample], period: str, owners: dict[str, Owner] | None = None, tier: str = ""
 ) -> list[Interval]:
@@ -350,3 +341,163 @@ def intervals(
             chosen = sample.tier or (owner.tier if owner else None) or tier or DEFAULT_TIER
             out.append(Interval(key, chosen, at, until, sample.bytes_used))
     return out
+
+
+# -- the earlier tool's rates.json ----------------------------------------------------------------
+
+GIB = 2**30  # the earlier Isilon and Qumulo scripts counted GB and TB in powers of 1024
+
+
+def legacy_rates(path: Path, *, tier: str, period: str) -> RateCard:
+    """The earlier Isilon (`ratePerTBMonth`, `freeGBPerProject`) or Qumulo (`monthlyRatePerGB`,
+    `defaultFreeGB`) rates.json as a one-rate card for `tier`, effective from the month's start.
+
+    Those scripts divided bytes by 1024^4 (TiB) and 1024^3 (GiB); our unit is the SI TB-month, so
+    the price per TB is theirs × 10^12 / 2^40 (or / 2^30 per GB) and the free allowance is their
+    GB × 2^30 bytes. Both conversions are exact (the divisors are powers of two), so a centre keeps
+    its bills to the cent."""
+    data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    exact = MONEY_CONTEXT  # traps Inexact: these divisions by powers of two terminate
+    if "ratePerTBMonth" in data:
+        per_tb = exact.divide(Decimal(str(data["ratePerTBMonth"])) * BYTES_PER_TB, GIB * 1024)
+        free_gb = data.get("freeGBPerProject", 0)
+    elif "monthlyRatePerGB" in data:
+        per_tb = exact.divide(Decimal(str(data["monthlyRatePerGB"])) * BYTES_PER_TB, GIB)
+        free_gb = data.get("defaultFreeGB", 0)
+    else:
+        raise ConversionError(f"{Path(path).name}: no ratePerTBMonth or monthlyRatePerGB")
+    allowance = exact.divide(Decimal(str(free_gb)) * GIB, BYTES_PER_TB)
+    start, _ = month_bounds(period)
+    return RateCard(
+        [
+            RateSpec(
+                service=SERVICE,
+                key=tier,
+                unit=UNIT,
+                effective_from=start.date(),
+                list_price=per_tb,
+                allowance_quantity=allowance,
+                allowance_per="project" if allowance else "",
+                description=data.get("serviceName", ""),
+            )
+        ],
+        origin=Path(path).name,
+    )
+
+
+# -- the converter -------------------------------------------------------------------------------
+
+
+def records(
+    found: list[Interval], owners: dict[str, Owner], card: RateCard, period: str
+) -> list[UsageRecord]:
+    """One record per path and tier for the month, cut where a rate changes, so each part is
+    priced at its own rate with the bytes actually held then (not shared pro rata)."""
+    start, end = month_bounds(period)
+    month_seconds = int((end - start).total_seconds())
+    groups: dict[tuple[str, str], list[Interval]] = defaultdict(list)
+    for interval in found:
+        groups[(interval.key, interval.tier)].append(interval)
+    out = []
+    for (key, tier), series in groups.items():
+        owner = find_owner(key, owners)
+        edges = [start, *card.boundaries(SERVICE, tier, UNIT, start, end), end]
+        for a, b in zip(edges, edges[1:], strict=False):
+            byte_seconds = sum(
+                i.bytes_used * int((min(i.end, b) - max(i.start, a)).total_seconds())
+                for i in series
+                if i.start < b and i.end > a
+            )
+            samples = sum(1 for i in series if a <= i.start < b)
+            if not any(i.start < b and i.end > a for i in series):
+                continue
+            out.append(
+                UsageRecord(
+                    start=a,
+                    end=b,
+                    account=key,
+                    service=SERVICE,
+                    rate_key=tier,
+                    quantity=Fraction(byte_seconds, BYTES_PER_TB * month_seconds),
+                    unit=UNIT,
+                    tags=dict(owner.tags) if owner else {},
+                    description=f"{tier} storage, {key}: time-weighted over {samples} sample(s)",
+                    resource_id=key,
+                    resource_name=key,
+                    service_name=f"Storage ({tier})",
+                    service_category="Storage",
+                )
+            )
+    return out
+
+
+def convert(path: Path, *, period: str, options: dict) -> Conversion:
+    fmt = options.get("format")
+    if fmt and fmt not in FORMATS:
+        raise ConversionError(f"unknown storage format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    samples, notes = read_samples(path, fmt)
+    owners = read_map(Path(options["map"])) if options.get("map") else {}
+    tier = options.get("tier") or DEFAULT_TIER
+    card = (
+        legacy_rates(Path(options["rates"]), tier=tier, period=period)
+        if options.get("rates")
+        else RateCard.from_database()
+    )
+    found = intervals(samples, period, owners, tier=tier)
+    usage = records(found, owners, card, period)
+    start, end = month_bounds(period)
+    priced = price(usage, card=card, period_start=start, period_end=end)
+    unmapped = sorted({r.account for r in usage if not r.tags})
+    warnings = list(notes)
+    if unmapped:
+        shown = ", ".join(unmapped[:5]) + (" …" if len(unmapped) > 5 else "")
+        warnings.append(f"{len(unmapped)} path(s) on no map, untagged (flagged on import): {shown}")
+    return Conversion(
+        converter="storage",
+        period=period,
+        priced=priced,
+        provider="Research Storage",
+        billing_account=fmt or "storage",
+        notes={
+            "format": fmt or guess_format(Path(path), Path(path).read_text(encoding="utf-8-sig")),
+            "samples": len(samples),
+            "paths": len({r.account for r in usage}),
+            "unmapped paths": len(unmapped),
+            "tb_per": "TB = 10^12 bytes",
+            "warnings": warnings,
+        },
+    )
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="Input format (default: guessed: .json quota reports by their keys, else csv).",
+    )
+    parser.add_argument(
+        "--map",
+        metavar="FILE",
+        help="Path or project → pi_email, project_id, fund_org[, tier]: CSV, the earlier tool's "
+        "projects.json, or a JSON list of .openchargeback.json dot files.",
+    )
+    parser.add_argument(
+        "--tier",
+        metavar="TIER",
+        help=f"Tier of paths the report and map don't tier ({DEFAULT_TIER}).",
+    )
+    parser.add_argument(
+        "--rates",
+        metavar="FILE",
+        help="The earlier tool's Isilon or Qumulo rates.json instead of the rate card.",
+    )
+
+
+register(
+    Converter(
+        name="storage",
+        help="Storage usage (CSV, JSON, Isilon quotas, Qumulo quotas) priced per TB-month by tier.",
+        convert=convert,
+        add_arguments=add_arguments,
+    )
+)

@@ -31,7 +31,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from .storage import ConversionError, Owner, _owner, month_bounds, parse_time
+from . import ConversionError, month_bounds
+from .storage import Owner, _owner, parse_time
 
 SERVICE = "tokens"
 CREDIT_UNIT = "credit"
@@ -224,3 +225,102 @@ def in_month(uses: list[TokenUse], period: str) -> list[TokenUse]:
         if use.start < start or use.start >= end:
             raise ConversionError(f"line {use.line}: {use.start:%Y-%m-%d} is not in {period}")
     return uses
+
+
+# -- the converter --------------------------------------------------------------------------------
+
+
+def rate_key(use: TokenUse, card: RateCard) -> str:
+    """An Edu usage type is priced by its own rate when the card has one, else as `credits`."""
+    if use.unit != CREDIT_UNIT:
+        return use.key
+    if any(r.service == SERVICE and r.key == use.key for r in card.rates):
+        return use.key
+    return CREDITS_KEY
+
+
+def records(uses: list[TokenUse], owners: TokenMap, card: RateCard, period: str):
+    """One record per account (user, else workspace) and rate key for the month, cut where a rate
+    changes; the records are in order of first use, so an allowance goes to the earliest users."""
+    start, end = month_bounds(period)
+    groups: dict[tuple, list[TokenUse]] = {}
+    for use in uses:
+        account = use.user or use.workspace or "(no user)"
+        groups.setdefault((account, rate_key(use, card), use.unit), []).append(use)
+    out = []
+    for (account, key, unit), group in sorted(
+        groups.items(), key=lambda item: (min(u.start for u in item[1]), item[0])
+    ):
+        owner = owners.owner(group[0])
+        edges = [start, *card.boundaries(SERVICE, key, unit, start, end), end]
+        for a, b in zip(edges, edges[1:], strict=False):
+            part = [u for u in group if a <= u.start < b]
+            if not part:
+                continue
+            kinds = sorted({u.key for u in part})
+            out.append(
+                UsageRecord(
+                    start=a,
+                    end=b,
+                    account=account,
+                    service=SERVICE,
+                    rate_key=key,
+                    quantity=sum((u.quantity for u in part), Decimal(0)),
+                    unit=unit,
+                    tags=dict(owner.tags) if owner else {},
+                    description=f"{', '.join(kinds)} by {account}: {len(part)} day(s) of use",
+                    resource_id=f"{account}/{key}",
+                    resource_name=f"{key} ({account})",
+                    service_name="ChatGPT Edu" if unit == CREDIT_UNIT else "AI tokens",
+                    service_category="AI and Machine Learning",
+                )
+            )
+    return out
+
+
+def convert(path: Path, *, period: str, options: dict) -> Conversion:
+    fmt, uses = read_uses(path)
+    in_month(uses, period)
+    owners = read_map(Path(options["map"]) if options.get("map") else None)
+    card = RateCard.from_database()
+    usage = records(uses, owners, card, period)
+    start, end = month_bounds(period)
+    priced = price(usage, card=card, period_start=start, period_end=end)
+    unmapped = sorted({r.account for r in usage if not r.tags})
+    warnings = []
+    if unmapped:
+        shown = ", ".join(unmapped[:5]) + (" …" if len(unmapped) > 5 else "")
+        warnings.append(f"{len(unmapped)} user(s) on no map, untagged (flagged on import): {shown}")
+    return Conversion(
+        converter="tokens",
+        period=period,
+        priced=priced,
+        provider="OpenAI" if fmt == "edu" else "AI tokens",
+        billing_account=next((u.workspace for u in uses if u.workspace), "") or fmt,
+        notes={
+            "format": fmt,
+            "lines": len({u.line for u in uses}),
+            "accounts": len({r.account for r in usage}),
+            "unmapped accounts": len(unmapped),
+            "warnings": warnings,
+        },
+    )
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--map",
+        metavar="FILE",
+        help="User or workspace → pi_email, project_id, fund_org: CSV (user or workspace column) "
+        "or the earlier tool's projects.json.",
+    )
+
+
+register(
+    Converter(
+        name="tokens",
+        help="AI token usage (ChatGPT Edu export or model/tokens/user CSV) priced per model.",
+        convert=convert,
+        add_arguments=add_arguments,
+    )
+)
