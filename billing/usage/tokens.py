@@ -31,7 +31,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from . import ConversionError, month_bounds
+from . import Conversion, ConversionError, Converter, month_bounds, register
+from .pricing import RateCard, price
+from .records import UsageRecord
 from .storage import Owner, _owner, parse_time
 
 SERVICE = "tokens"
