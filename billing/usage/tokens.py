@@ -284,7 +284,7 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
     fmt, uses = read_uses(path)
     in_month(uses, period)
     owners = read_map(Path(options["map"]) if options.get("map") else None)
-    card = RateCard.from_database()
+    card = options.get("card") or RateCard.from_database()  # a caller's (tests, bench/)
     usage = records(uses, owners, card, period)
     start, end = month_bounds(period)
     priced = price(usage, card=card, period_start=start, period_end=end)
