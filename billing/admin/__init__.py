@@ -6,13 +6,14 @@
 - imports.py    import receipts
 - upload.py     uploading files to import, and the upload's progress page
 - pis.py        PIs, their delegates and portal invitations
+- rates.py      rate cards of usage sources (HPC, storage, tokens)
 - reference.py  sources, projects and the account map
 - widgets.py    filters, search and paging shared by the lists
 """
 
 from django.contrib import admin
 
-from . import charges, imports, periods, pis, reference, review, upload  # noqa: F401
+from . import charges, imports, periods, pis, rates, reference, review, upload  # noqa: F401
 from .periods import register_period_action
 from .reference import AccountMappingResource
 

@@ -1,0 +1,1 @@
+"""Slurm: `sacct --parsable2` output → usage records (placeholder; filled in after the core)."""
