@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import csv
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal as D
 from fractions import Fraction
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
-from billing.usage import storage
-from billing.usage.storage import ConversionError
+from billing.models import Rate
+from billing.usage import ConversionError, storage
 
 from .usage_fixtures import (
+    ADA,
     ISILON_JSON,
     QUMULO_DOTFILES,
     QUMULO_JSON,
@@ -104,3 +110,122 @@ def test_qumulo_nightly_reports_and_dot_files(tmp_path):
 def test_bad_reports_are_refused_naming_the_line(tmp_path, text, message):
     with pytest.raises(ConversionError, match=message.replace("(", r"\(").replace(")", r"\)")):
         storage.read_samples(write(tmp_path, "bad.csv", text))
+
+
+# -- priced FOCUS output, figures by hand ---------------------------------------------------------
+
+
+def rate(key, price, from_=date(2026, 1, 1), unit="TB-month", service="storage", **terms):
+    return Rate.objects.create(
+        service=service, key=key, unit=unit, effective_from=from_, list_price=D(price), **terms
+    )
+
+
+def convert(tmp_path, *args) -> list[dict]:
+    out = tmp_path / "out.csv"
+    call_command("convert", "storage", *args, "--period", "2026-01", "-o", str(out))
+    return list(csv.DictReader(out.open()))
+
+
+def figures(row) -> tuple[str, ...]:
+    return tuple(
+        row[c]
+        for c in ("ConsumedQuantity", "ListCost", "x_AllowanceAmount", "x_SubsidyAmount")
+        + ("BilledCost",)
+    )
+
+
+@pytest.mark.django_db
+def test_storage_report_priced_by_tier_with_allowance_and_subsidy(tmp_path):
+    # standard: 10.00 per TB-month, the first 0.5 TB-month (500 GB for a month) free per PI,
+    # then 25 % off. archive: 4.00, fully subsidised.
+    rate("standard", "10.00", subsidy_percent=25, allowance_quantity="0.5", allowance_per="pi")
+    rate("archive", "4.00", subsidy_percent=100)
+    report = write(tmp_path, "usage.csv", STORAGE_CSV)
+    rows = convert(tmp_path, str(report), "--map", str(write(tmp_path, "m.csv", STORAGE_MAP_CSV)))
+    by_path = {row["SubAccountId"]: row for row in rows}
+    assert len(rows) == 3  # one row per path and tier for the month
+    # lovelace: 1.0 + 2.0 + 0.55 = 3.55 TB-months; list 35.50; allowance 0.5 × 10 = 5.00;
+    # subsidy (35.50 − 5.00) × 25 % = 7.625; billed 35.50 − 5.00 − 7.625 = 22.875.
+    assert figures(by_path["/ifs/research/lovelace-lab"]) == (
+        "3.55",
+        "35.5",
+        "5",
+        "7.625",
+        "22.875",
+    )
+    # babbage: 12 TB for the month in archive; list 48.00, all of it subsidy.
+    assert figures(by_path["/ifs/archive/babbage"]) == ("12", "48", "0", "48", "0")
+    # orphan: untagged, an allowance of its own: 0.75 TB-month, list 7.50, allowance 5.00,
+    # subsidy 2.50 × 25 % = 0.625, billed 1.875.
+    assert figures(by_path["/ifs/research/orphan"]) == ("0.75", "7.5", "5", "0.625", "1.875")
+    assert json.loads(by_path["/ifs/research/lovelace-lab"]["Tags"]) == ADA
+    assert by_path["/ifs/research/orphan"]["Tags"] == "{}"
+    lovelace = by_path["/ifs/research/lovelace-lab"]
+    assert (
+        lovelace["ChargePeriodStart"],
+        lovelace["ChargePeriodEnd"],
+        lovelace["PricingUnit"],
+    ) == (
+        "2026-01-01T00:00:00Z",
+        "2026-02-01T00:00:00Z",
+        "TB-month",
+    )
+    assert lovelace["ServiceCategory"] == "Storage"
+
+
+@pytest.mark.django_db
+def test_a_rate_change_mid_month_prices_the_bytes_held_on_each_side(tmp_path):
+    # 10.00 until 16 January, 12.00 from then, 0.5 TB-month free per PI, 25 % off.
+    # lovelace before the 16th: 3.1 TB × 10 d + 6.2 TB × 5 d = 2.0 TB-months, list 20.00,
+    # allowance 5.00, subsidy 15.00 × 25 % = 3.75, billed 11.25. From the 16th: 6.2 TB × 5 d +
+    # 1.55 TB × 11 d = 1.55 TB-months, list 18.60, the allowance is used up, subsidy 4.65,
+    # billed 13.95. (Shared pro rata by time it would be 3.55 × 16/31 at 12.00: not what was held.)
+    terms = {"subsidy_percent": 25, "allowance_quantity": "0.5", "allowance_per": "pi"}
+    rate("standard", "10.00", **terms)
+    rate("standard", "12.00", from_=date(2026, 1, 16), **terms)
+    rate("archive", "4.00", subsidy_percent=100)
+    report = write(tmp_path, "usage.csv", STORAGE_CSV)
+    rows = convert(tmp_path, str(report), "--map", str(write(tmp_path, "m.csv", STORAGE_MAP_CSV)))
+    lovelace = [r for r in rows if r["SubAccountId"] == "/ifs/research/lovelace-lab"]
+    assert [(r["ChargePeriodStart"][:10], *figures(r)) for r in lovelace] == [
+        ("2026-01-01", "2", "20", "5", "3.75", "11.25"),
+        ("2026-01-16", "1.55", "18.6", "0", "4.65", "13.95"),
+    ]
+
+
+@pytest.mark.django_db
+def test_the_earlier_tools_isilon_rates_keep_their_binary_units(tmp_path):
+    # ratePerTBMonth 10 per TiB = 10 × 10^12 / 2^40 per TB = 9.094947017729282379150390625;
+    # 500 free GiB = 500 × 2^30 bytes = 0.536870912 TB-month per project. 0.62 TB for the month:
+    # list 0.62 × 9.094947017729282379150390625 = 5.6388671509921550750732421875; the allowance
+    # covers 0.536870912 TB-months = 4.8828125 (500 GiB at 10 per 1024 GiB); billed
+    # 0.7560546509921550750732421875. FOCUS text carries 20 places (pricing.decimal_text), half
+    # even: 5.63886715099215507507|32… and 0.75605465099215507507|32….
+    legacy = write(
+        tmp_path,
+        "rates.json",
+        json.dumps(
+            {"serviceName": "HPC Storage", "ratePerTBMonth": 10.00, "freeGBPerProject": 500}
+        ),
+    )
+    mapping = write(tmp_path, "projects.json", json.dumps({"projects": {"/ifs/research": ADA}}))
+    quotas = write(tmp_path, "quotas.json", ISILON_JSON)
+    rows = convert(tmp_path, str(quotas), "--rates", str(legacy), "--map", str(mapping))
+    assert [figures(r) for r in rows] == [
+        (
+            "0.62",
+            "5.63886715099215507507",
+            "4.8828125",
+            "0",
+            "0.75605465099215507507",
+        )
+    ]
+
+
+@pytest.mark.django_db
+def test_a_tier_without_a_rate_is_refused(tmp_path):
+    rate("standard", "10.00")
+    report = write(tmp_path, "usage.csv", STORAGE_CSV)
+    with pytest.raises(CommandError, match="no rate for storage/archive"):
+        convert(tmp_path, str(report))

@@ -7,8 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.usage import tokens
-from billing.usage.storage import ConversionError
+from billing.usage import ConversionError, tokens
 
 from .usage_fixtures import EDU_CSV, GENERIC_CSV, GENERIC_MAP_CSV, TOKENS_MAP_JSON, write
 
