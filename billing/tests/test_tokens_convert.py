@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import csv
+import json
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from decimal import Decimal as D
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
+from billing.models import Rate
 from billing.usage import ConversionError, tokens
 
-from .usage_fixtures import EDU_CSV, GENERIC_CSV, GENERIC_MAP_CSV, TOKENS_MAP_JSON, write
+from .usage_fixtures import ADA, EDU_CSV, GENERIC_CSV, GENERIC_MAP_CSV, TOKENS_MAP_JSON, write
 
 
 def test_edu_export_reads_credits_per_day(tmp_path):
@@ -67,3 +73,82 @@ def test_a_line_outside_the_month_is_refused(tmp_path):
     _, uses = tokens.read_uses(write(tmp_path, "edu.csv", EDU_CSV))
     with pytest.raises(ConversionError, match="line 2: 2026-01-05 is not in 2026-02"):
         tokens.in_month(uses, "2026-02")
+
+
+# -- priced FOCUS output, figures by hand ---------------------------------------------------------
+
+
+def rate(key, price, unit, **terms):
+    return Rate.objects.create(
+        service="tokens",
+        key=key,
+        unit=unit,
+        effective_from=date(2026, 1, 1),
+        list_price=D(price),
+        **terms,
+    )
+
+
+def convert(tmp_path, *args) -> list[dict]:
+    out = tmp_path / "out.csv"
+    call_command("convert", "tokens", *args, "--period", "2026-01", "-o", str(out))
+    return list(csv.DictReader(out.open()))
+
+
+def figures(row) -> tuple[str, ...]:
+    columns = ("ConsumedQuantity", "ListCost", "x_AllowanceAmount", "x_SubsidyAmount")
+    return tuple(row[c] for c in (*columns, "BilledCost"))
+
+
+@pytest.mark.django_db
+def test_edu_export_priced_per_credit_with_a_monthly_cap_and_a_covered_usage_type(tmp_path):
+    # 20,000 credits bought for 1,000.00: 0.05 a credit. SUBSIDY-OPTIONS option 2 (a monthly cap
+    # per project, here 10.00) is an allowance of 200 credits per project per month. codex has a
+    # rate of its own, fully subsidised; the other usage types fall back to `credits`.
+    rate("credits", "0.05", "credit", allowance_quantity=200, allowance_per="project")
+    rate("codex", "0.05", "credit", subsidy_percent=100)
+    edu = write(tmp_path, "edu.csv", EDU_CSV)
+    rows = convert(tmp_path, str(edu), "--map", str(write(tmp_path, "p.json", TOKENS_MAP_JSON)))
+    got = {(r["SubAccountId"], r["SkuId"]): figures(r) for r in rows}
+    assert got == {
+        # Ada, chat and imagegen: 10 + 125 + 100 = 235 credits, list 11.75; 200 included
+        # (10.00); billed 35 × 0.05 = 1.75.
+        ("ada@example.edu", "tokens/credits"): ("235", "11.75", "10", "0", "1.75"),
+        # Ada, codex: 217.535 + 7.295 = 224.83 credits, list 11.2415, all subsidy.
+        ("ada@example.edu", "tokens/codex"): ("224.83", "11.2415", "0", "11.2415", "0"),
+        # Grace: on no map, untagged, her own allowance: 10 credits, list 0.50, all included.
+        ("grace@example.edu", "tokens/credits"): ("10", "0.5", "0.5", "0", "0"),
+    }
+    tags = {r["SubAccountId"]: json.loads(r["Tags"]) for r in rows}
+    assert tags == {"ada@example.edu": ADA, "grace@example.edu": {}}
+    assert {r["ConsumedUnit"] for r in rows} == {"credit"}
+    assert {r["ServiceCategory"] for r in rows} == {"AI and Machine Learning"}
+
+
+@pytest.mark.django_db
+def test_generic_usage_priced_per_million_tokens_by_model_and_direction(tmp_path):
+    # gpt-4o input 2.50 per million tokens with 20 % off, output 10.00.
+    rate("gpt-4o:input", "2.50", "million tokens", subsidy_percent=20)
+    rate("gpt-4o:output", "10.00", "million tokens")
+    usage = write(tmp_path, "usage.csv", GENERIC_CSV)
+    rows = convert(tmp_path, str(usage), "--map", str(write(tmp_path, "m.csv", GENERIC_MAP_CSV)))
+    got = {(r["SubAccountId"], r["SkuId"]): figures(r) for r in rows}
+    assert got == {
+        # Ada: 1.2 M in × 2.50 = 3.00, less 20 % (0.60) = 2.40; 0.3 M out × 10 = 3.00.
+        ("ada@example.edu", "tokens/gpt-4o:input"): ("1.2", "3", "0", "0.6", "2.4"),
+        ("ada@example.edu", "tokens/gpt-4o:output"): ("0.3", "3", "0", "0", "3"),
+        # Bob, by his workspace (physics → Charles): 0.4 M in = 1.00 less 0.20; 0.05 M out = 0.50.
+        ("bob@example.edu", "tokens/gpt-4o:input"): ("0.4", "1", "0", "0.2", "0.8"),
+        ("bob@example.edu", "tokens/gpt-4o:output"): ("0.05", "0.5", "0", "0", "0.5"),
+    }
+    assert {json.loads(r["Tags"])["project_id"] for r in rows if "bob" in r["SubAccountId"]} == {
+        "difference"
+    }
+
+
+@pytest.mark.django_db
+def test_a_model_without_a_rate_is_refused(tmp_path):
+    rate("gpt-4o:input", "2.50", "million tokens")
+    usage = write(tmp_path, "usage.csv", GENERIC_CSV)
+    with pytest.raises(CommandError, match="no rate for tokens/gpt-4o:output"):
+        convert(tmp_path, str(usage))
