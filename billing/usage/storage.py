@@ -30,13 +30,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 from ..money import MONEY_CONTEXT
@@ -89,70 +89,85 @@ class Interval:
 # -- reading --------------------------------------------------------------------------------------
 
 
-def parse_time(text: str, where: str) -> datetime:
-    """ISO 8601 date or date-time; a naive one is UTC. Returns an aware UTC datetime."""
-    value = (text or "").strip()
+@lru_cache(maxsize=4096)  # a nightly report repeats one time on every line
+def _iso(value: str) -> datetime | None:
     try:
         if len(value) == 10:
             parsed = datetime.combine(date.fromisoformat(value), datetime.min.time())
         else:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ConversionError(f"{where}: not an ISO 8601 date or date-time: {text!r}") from None
+        return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
 
 
+def parse_time(text: str, where: str) -> datetime:
+    """ISO 8601 date or date-time; a naive one is UTC. Returns an aware UTC datetime."""
+    parsed = _iso((text or "").strip())
+    if parsed is None:
+        raise ConversionError(f"{where}: not an ISO 8601 date or date-time: {text!r}")
+    return parsed
+
+
 def parse_bytes(value, where: str) -> int:
     text = str(value).strip() if value is not None else ""
-    if not re.fullmatch(r"\d+", text):
+    if not (text.isascii() and text.isdigit()):
         raise ConversionError(f"{where}: bytes used must be a whole number of bytes: {value!r}")
     return int(text)
 
 
-def _pick(row: dict, names: Iterable[str]) -> str | None:
-    for name in names:
-        if name in row:
-            return name
-    return None
+def _pick(headers: list[str], names: Iterable[str]) -> int | None:
+    return next((headers.index(n) for n in names if n in headers), None)
 
 
-def read_rows(rows: Iterable[tuple[int, dict]], label: str) -> list[Sample]:
-    """Samples from generic rows (CSV or JSON objects) with lowercase keys."""
-    samples = []
-    key_col = bytes_col = time_col = None
-    for line, row in rows:
-        row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
-        if key_col is None:
-            key_col, bytes_col = _pick(row, _KEY_COLUMNS), _pick(row, _BYTES_COLUMNS)
-            time_col = _pick(row, _TIME_COLUMNS)
-            missing = [
-                "/".join(names)
-                for names, col in (
-                    (_KEY_COLUMNS, key_col),
-                    (_BYTES_COLUMNS, bytes_col),
-                    (_TIME_COLUMNS, time_col),
-                )
-                if col is None
-            ]
-            if missing:
-                raise ConversionError(f"{label}: missing column(s) {', '.join(missing)}")
-        where = f"{label} line {line}"
-        key = str(row.get(key_col) or "").strip()
-        if not key:
-            raise ConversionError(f"{where}: no path or project")
-        tier = str(row.get("tier") or "").strip() or None
-        samples.append(
-            Sample(
-                key=key,
-                bytes_used=parse_bytes(row.get(bytes_col), where),
-                sampled_at=parse_time(str(row.get(time_col) or ""), where),
-                tier=tier,
-                line=line,
-            )
+def read_rows(headers: list[str], rows: Iterable[tuple[int, list]], label: str) -> list[Sample]:
+    """Samples from rows of values under lowercase `headers` (a CSV, or JSON objects)."""
+    key_col, bytes_col = _pick(headers, _KEY_COLUMNS), _pick(headers, _BYTES_COLUMNS)
+    time_col, tier_col = _pick(headers, _TIME_COLUMNS), _pick(headers, ("tier",))
+    missing = [
+        "/".join(names)
+        for names, col in (
+            (_KEY_COLUMNS, key_col),
+            (_BYTES_COLUMNS, bytes_col),
+            (_TIME_COLUMNS, time_col),
         )
+        if col is None
+    ]
+    if missing:
+        raise ConversionError(f"{label}: missing column(s) {', '.join(missing)}")
+    samples = []
+    width = len(headers)
+    for line, row in rows:
+        if len(row) < width:
+            row = [*row, *[None] * (width - len(row))]
+        key = str(row[key_col] or "").strip()
+        if not key:
+            raise ConversionError(f"{label} line {line}: no path or project")
+        value = row[bytes_col]
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            used = int(value)
+        else:
+            used = parse_bytes(value, f"{label} line {line}")
+        when = _iso(str(row[time_col] or "").strip())
+        if when is None:
+            when = parse_time(str(row[time_col] or ""), f"{label} line {line}")
+        tier = str(row[tier_col] or "").strip() or None if tier_col is not None else None
+        samples.append(Sample(key, used, when, tier, line))
     return samples
+
+
+def _json_rows(items: list, label: str) -> tuple[list[str], Iterator[tuple[int, list]]]:
+    headers: list[str] = []
+    lowered = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ConversionError(f"{label}: a sample is an object, got {item!r}")
+        row = {str(k).strip().lower(): v for k, v in item.items()}
+        headers += [k for k in row if k not in headers]
+        lowered.append(row)
+    return headers, ((i, [row.get(h) for h in headers]) for i, row in enumerate(lowered, 1))
 
 
 def _quota_reports(data) -> list[tuple[datetime | None, list]]:
@@ -230,8 +245,9 @@ def read_samples(path: Path, fmt: str | None = None) -> tuple[list[Sample], list
     try:
         fmt = fmt or guess_format(Path(path), text)
         if fmt == "csv":
-            reader = csv.DictReader(io.StringIO(text))
-            return read_rows(enumerate(reader, start=2), Path(path).name), []
+            reader = csv.reader(io.StringIO(text))
+            headers = [h.strip().lower() for h in next(reader, [])]
+            return read_rows(headers, enumerate(reader, start=2), Path(path).name), []
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConversionError(f"{Path(path).name}: not valid JSON ({exc})") from None
@@ -239,7 +255,7 @@ def read_samples(path: Path, fmt: str | None = None) -> tuple[list[Sample], list
         items = data.get("samples") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise ConversionError("a JSON report is a list of samples or {'samples': [...]}")
-        return read_rows(enumerate(items, start=1), Path(path).name), []
+        return read_rows(*_json_rows(items, Path(path).name), Path(path).name), []
     if fmt == "isilon":
         return read_isilon(data)
     if fmt == "qumulo":

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from pathlib import Path
 
 from . import Conversion, ConversionError, Converter, month_bounds, register
@@ -43,7 +44,7 @@ CREDITS_KEY = "credits"  # the Edu rate key for a usage type without a rate of i
 EDU_COLUMNS = ("date_partition", "email", "usage_type", "usage_credits")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenUse:
     line: int
     start: datetime
@@ -53,12 +54,14 @@ class TokenUse:
     key: str  # usage type (edu) or model, or model:input / model:output
     quantity: Decimal  # credits (edu) or million tokens
     unit: str
-    label: str  # for the description: "codex · 217.535 credits", "gpt-4o · 1,200,000 tokens"
 
 
 def _decimal(text: str, where: str) -> Decimal:
+    text = (text or "").strip()
+    if not text.isascii() or "_" in text:  # Decimal reads other scripts' digits and 1_000
+        raise ConversionError(f"{where}: not a plain number: {text!r}")
     try:
-        value = Decimal((text or "").strip())
+        value = Decimal(text)
     except InvalidOperation:
         raise ConversionError(f"{where}: not a number: {text!r}") from None
     if not value.is_finite() or value < 0:
@@ -73,17 +76,22 @@ def _tokens(text: str, where: str) -> int:
     return int(value)
 
 
+@lru_cache(maxsize=4096)  # a month has 31 dates on thousands of lines
+def _edu_date(value: str) -> datetime | None:
+    match = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", value)
+    if not match:
+        return None
+    month, day, year = (int(g) for g in match.groups())
+    try:
+        return datetime(year, month, day, tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def _edu_day(text: str, where: str) -> datetime:
     """ChatGPT Edu writes dates as M/D/YYYY; ISO dates are accepted too."""
     value = (text or "").strip()
-    match = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", value)
-    if match:
-        month, day, year = (int(g) for g in match.groups())
-        try:
-            return datetime(year, month, day, tzinfo=UTC)
-        except ValueError:
-            raise ConversionError(f"{where}: not a date: {text!r}") from None
-    return parse_time(value, where)
+    return _edu_date(value) or parse_time(value, where)
 
 
 def _span(at: datetime, text: str) -> tuple[datetime, datetime]:
@@ -96,32 +104,35 @@ def read_uses(path: Path) -> tuple[str, list[TokenUse]]:
     """Read a usage file. Returns (format name, uses)."""
     name = Path(path).name
     text = Path(path).read_text(encoding="utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
-    headers = [h.strip().lower() for h in (reader.fieldnames or [])]
-    reader.fieldnames = headers
+    lines = io.StringIO(text)
+    headers = [h.strip().lower() for h in next(csv.reader(lines), [])]
     if all(c in headers for c in EDU_COLUMNS):
-        return "edu", list(_read_edu(reader, name))
+        return "edu", list(_read_edu(csv.reader(lines), headers, name))
+    reader = csv.DictReader(lines, fieldnames=headers)
     return "generic", list(_read_generic(reader, headers, name))
 
 
-def _read_edu(reader, name: str) -> Iterator[TokenUse]:
+def _read_edu(reader, headers: list[str], name: str) -> Iterator[TokenUse]:
+    at, email, kind_at, credit_at = (headers.index(c) for c in EDU_COLUMNS)
+    workspace_at = headers.index("account_id") if "account_id" in headers else None
+    width = len(headers)
+    one_day = timedelta(days=1)
     for line, row in enumerate(reader, start=2):
-        where = f"{name} line {line}"
-        day = _edu_day(row.get("date_partition"), where)
-        kind = (row.get("usage_type") or "").strip()
+        if len(row) < width:
+            raise ConversionError(f"{name} line {line}: {len(row)} fields, the header has {width}")
+        day = _edu_date(row[at].strip()) or _edu_day(row[at], f"{name} line {line}")
+        kind = row[kind_at].strip()
         if not kind:
-            raise ConversionError(f"{where}: no usage_type")
-        credits = _decimal(row.get("usage_credits"), where)
+            raise ConversionError(f"{name} line {line}: no usage_type")
         yield TokenUse(
             line=line,
             start=day,
-            end=day + timedelta(days=1),
-            user=(row.get("email") or "").strip().lower(),
-            workspace=(row.get("account_id") or "").strip(),
+            end=day + one_day,
+            user=row[email].strip().lower(),
+            workspace=row[workspace_at].strip() if workspace_at is not None else "",
             key=kind,
-            quantity=credits,
+            quantity=_decimal(row[credit_at], f"{name} line {line}"),
             unit=CREDIT_UNIT,
-            label=f"{kind} · {credits} credits",
         )
 
 
@@ -168,7 +179,6 @@ def _read_generic(reader, headers: list[str], name: str) -> Iterator[TokenUse]:
                 key=key,
                 quantity=Decimal(count).scaleb(-6),
                 unit=TOKEN_UNIT,
-                label=f"{key} · {count:,} tokens",
             )
 
 
@@ -232,11 +242,9 @@ def in_month(uses: list[TokenUse], period: str) -> list[TokenUse]:
 # -- the converter --------------------------------------------------------------------------------
 
 
-def rate_key(use: TokenUse, card: RateCard) -> str:
+def rate_key(use: TokenUse, priced_keys: set[str]) -> str:
     """An Edu usage type is priced by its own rate when the card has one, else as `credits`."""
-    if use.unit != CREDIT_UNIT:
-        return use.key
-    if any(r.service == SERVICE and r.key == use.key for r in card.rates):
+    if use.unit != CREDIT_UNIT or use.key in priced_keys:
         return use.key
     return CREDITS_KEY
 
@@ -246,9 +254,10 @@ def records(uses: list[TokenUse], owners: TokenMap, card: RateCard, period: str)
     changes; the records are in order of first use, so an allowance goes to the earliest users."""
     start, end = month_bounds(period)
     groups: dict[tuple, list[TokenUse]] = {}
+    priced_keys = {r.key for r in card.rates if r.service == SERVICE}
     for use in uses:
         account = use.user or use.workspace or "(no user)"
-        groups.setdefault((account, rate_key(use, card), use.unit), []).append(use)
+        groups.setdefault((account, rate_key(use, priced_keys), use.unit), []).append(use)
     out = []
     for (account, key, unit), group in sorted(
         groups.items(), key=lambda item: (min(u.start for u in item[1]), item[0])
