@@ -24,6 +24,11 @@ class Command(BillingCommand):
             p.add_argument("file", metavar="FILE")
             p.add_argument("-p", "--period", required=True, metavar="YYYY-MM")
             p.add_argument(
+                "-s",
+                "--source",
+                help="Attribute by this source's account map (and the entries for every source).",
+            )
+            p.add_argument(
                 "-o", "--output", metavar="OUT", help="FOCUS CSV to write (default: stdout)."
             )
             if converter.add_arguments:
