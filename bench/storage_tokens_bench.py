@@ -42,7 +42,7 @@ rates = [
 ]
 t = time.perf_counter()
 conversion = convert_file({name!r}, {path!r}, period="2026-01",
-                          options={{"card": RateCard(rates, origin="bench")}})
+                          options={{"card": RateCard(rates, origin="bench"), "stored_accounts": {{}}}})
 with open(os.devnull, "w") as out:
     rows = conversion.write(out)
 elapsed = time.perf_counter() - t

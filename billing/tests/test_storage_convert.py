@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal as D
@@ -12,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from billing.models import Rate
+from billing.models import AccountMapping, Charge, Flag, Import, Rate, Source
 from billing.usage import ConversionError, storage
 
 from .usage_fixtures import (
@@ -229,3 +230,67 @@ def test_a_tier_without_a_rate_is_refused(tmp_path):
     report = write(tmp_path, "usage.csv", STORAGE_CSV)
     with pytest.raises(CommandError, match="no rate for storage/archive"):
         convert(tmp_path, str(report))
+
+
+@pytest.mark.django_db
+def test_ingest_from_storage_converts_imports_and_flags_the_unmapped_path(tmp_path):
+    rate("standard", "10.00", subsidy_percent=25, allowance_quantity="0.5", allowance_per="pi")
+    rate("archive", "4.00", subsidy_percent=100)
+    Source.objects.create(name="storage")
+    report = write(tmp_path, "usage-2026-01.csv", STORAGE_CSV)
+    mapping = write(tmp_path, "m.csv", STORAGE_MAP_CSV)
+    args = [
+        "--from",
+        "storage",
+        str(report),
+        "-s",
+        "storage",
+        "-p",
+        "2026-01",
+        "--map",
+        str(mapping),
+    ]
+    out = io.StringIO()
+    call_command("ingest", *args, stdout=out)
+    assert "usage-2026-01.csv (storage → FOCUS)" in out.getvalue()
+    assert "read 3, imported 3, flagged 1" in out.getvalue()
+    run = Import.objects.get()
+    assert run.conversion["converter"] == "storage"
+    assert run.conversion["notes"]["unmapped paths"] == 1
+    # The figures of the hand-priced test above, now charges.
+    lovelace = Charge.objects.get(sub_account_id="/ifs/research/lovelace-lab")
+    assert (lovelace.pi.email, lovelace.list_cost, lovelace.billed_cost) == (
+        "ada@example.edu",
+        D("35.5"),
+        D("22.875"),
+    )
+    assert lovelace.extra["x_AllowanceAmount"] == "5"
+    orphan = Charge.objects.get(sub_account_id="/ifs/research/orphan")
+    assert orphan.flags & Flag.NO_PI and orphan.pi is None
+    assert Charge.objects.get(sub_account_id="/ifs/archive/babbage").billed_cost == 0
+    # Delivered again: the same FOCUS rows, nothing changes.
+    out = io.StringIO()
+    call_command("ingest", *args, stdout=out)
+    assert "unchanged 3" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_the_admin_account_map_attributes_a_path_before_pricing(tmp_path):
+    # The orphan path mapped to Ada in the admin: her 0.5 TB-month allowance is one for both
+    # paths. Lovelace comes first in the report, so it takes the allowance (22.875 as before) and
+    # the orphan pays it all: 0.75 × 10.00 = 7.50, less 25 % = 5.625.
+    rate("standard", "10.00", subsidy_percent=25, allowance_quantity="0.5", allowance_per="pi")
+    rate("archive", "4.00", subsidy_percent=100)
+    source = Source.objects.create(name="storage")
+    AccountMapping.objects.create(source=source, account_id="/ifs/research/orphan", **ADA)
+    report = write(tmp_path, "usage.csv", STORAGE_CSV)
+    mapping = write(tmp_path, "m.csv", STORAGE_MAP_CSV)
+    call_command(
+        "ingest", "--from", "storage", str(report), "-s", "storage", "-p", "2026-01",
+        "--map", str(mapping), stdout=io.StringIO(),
+    )  # fmt: skip
+    orphan = Charge.objects.get(sub_account_id="/ifs/research/orphan")
+    assert (orphan.flags, orphan.pi.email, orphan.billed_cost) == (0, "ada@example.edu", D("5.625"))
+    assert Charge.objects.get(sub_account_id="/ifs/research/lovelace-lab").billed_cost == D(
+        "22.875"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -12,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from billing.models import Rate
+from billing.models import Charge, Flag, Import, Rate, Source
 from billing.usage import ConversionError, tokens
 
 from .usage_fixtures import ADA, EDU_CSV, GENERIC_CSV, GENERIC_MAP_CSV, TOKENS_MAP_JSON, write
@@ -152,3 +153,37 @@ def test_a_model_without_a_rate_is_refused(tmp_path):
     usage = write(tmp_path, "usage.csv", GENERIC_CSV)
     with pytest.raises(CommandError, match="no rate for tokens/gpt-4o:output"):
         convert(tmp_path, str(usage))
+
+
+@pytest.mark.django_db
+def test_ingest_from_tokens_converts_imports_and_records_the_conversion(tmp_path):
+    rate("credits", "0.05", "credit", allowance_quantity=200, allowance_per="project")
+    codex = rate("codex", "0.05", "credit", subsidy_percent=100)
+    Source.objects.create(name="openai")
+    edu = write(tmp_path, "edu-2026-01.csv", EDU_CSV)
+    mapping = write(tmp_path, "projects.json", TOKENS_MAP_JSON)
+    args = ["--from", "tokens", str(edu), "-s", "openai", "-p", "2026-01", "--map", str(mapping)]
+    out = io.StringIO()
+    call_command("ingest", *args, stdout=out)
+    assert "edu-2026-01.csv (tokens → FOCUS)" in out.getvalue()
+    assert "read 3, imported 3, flagged 1" in out.getvalue()
+    run = Import.objects.get()
+    assert run.conversion["converter"] == "tokens"
+    assert codex.pk in run.conversion["rate_card"]["rate_ids"]
+    assert {
+        (a["key"], a["holder"], a["quantity_included"]) for a in run.conversion["allowances"]
+    } == {
+        ("credits", "project:engines", "200"),
+        ("credits", "account:grace@example.edu", "10"),
+    }
+    # The hand-priced figures above, as charges: Ada owes 1.75 in all.
+    ada = Charge.objects.filter(pi__email="ada@example.edu")
+    assert sorted((c.sku_id, c.list_cost, c.billed_cost) for c in ada) == [
+        ("tokens/codex", D("11.2415"), D("0")),
+        ("tokens/credits", D("11.75"), D("1.75")),
+    ]
+    grace = Charge.objects.get(sub_account_id="grace@example.edu")
+    assert grace.flags & Flag.NO_PI
+    out = io.StringIO()
+    call_command("ingest", *args, stdout=out)
+    assert "unchanged 3" in out.getvalue()

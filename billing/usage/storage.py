@@ -43,6 +43,7 @@ from ..money import MONEY_CONTEXT
 from . import Conversion, ConversionError, Converter, month_bounds, register
 from .pricing import RateCard, RateSpec, price
 from .records import UsageRecord
+from .slurm import stored_accounts
 
 SERVICE = "storage"
 UNIT = "TB-month"
@@ -405,10 +406,17 @@ def legacy_rates(path: Path, *, tier: str, period: str) -> RateCard:
 
 
 def records(
-    found: list[Interval], owners: dict[str, Owner], card: RateCard, period: str
+    found: list[Interval],
+    owners: dict[str, Owner],
+    card: RateCard,
+    period: str,
+    stored: dict[str, dict] | None = None,
 ) -> list[UsageRecord]:
     """One record per path and tier for the month, cut where a rate changes, so each part is
-    priced at its own rate with the bytes actually held then (not shared pro rata)."""
+    priced at its own rate with the bytes actually held then (not shared pro rata).
+
+    A path the map doesn't cover takes the admin's account map (`stored`: account id → tags)
+    for exactly that path, so an allowance per PI counts it with the PI's other usage."""
     start, end = month_bounds(period)
     month_seconds = int((end - start).total_seconds())
     groups: dict[tuple[str, str], list[Interval]] = defaultdict(list)
@@ -417,6 +425,8 @@ def records(
     out = []
     for (key, tier), series in groups.items():
         owner = find_owner(key, owners)
+        if owner is None and key in (stored or {}):
+            owner = Owner(tags=stored[key])
         edges = [start, *card.boundaries(SERVICE, tier, UNIT, start, end), end]
         for a, b in zip(edges, edges[1:], strict=False):
             byte_seconds = sum(
@@ -447,6 +457,12 @@ def records(
     return out
 
 
+def _stored(options: dict) -> dict[str, dict]:
+    """The admin's account map for the source (a caller may give its own, as bench/ does)."""
+    given = options.get("stored_accounts")
+    return given if given is not None else stored_accounts(options.get("source"))
+
+
 def convert(path: Path, *, period: str, options: dict) -> Conversion:
     fmt = options.get("format")
     if fmt and fmt not in FORMATS:
@@ -460,7 +476,7 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
         else RateCard.from_database()
     )
     found = intervals(samples, period, owners, tier=tier)
-    usage = records(found, owners, card, period)
+    usage = records(found, owners, card, period, _stored(options))
     start, end = month_bounds(period)
     priced = price(usage, card=card, period_start=start, period_end=end)
     unmapped = sorted({r.account for r in usage if not r.tags})

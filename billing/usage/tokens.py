@@ -35,6 +35,7 @@ from pathlib import Path
 from . import Conversion, ConversionError, Converter, month_bounds, register
 from .pricing import RateCard, price
 from .records import UsageRecord
+from .slurm import stored_accounts
 from .storage import Owner, _owner, parse_time
 
 SERVICE = "tokens"
@@ -249,9 +250,16 @@ def rate_key(use: TokenUse, priced_keys: set[str]) -> str:
     return CREDITS_KEY
 
 
-def records(uses: list[TokenUse], owners: TokenMap, card: RateCard, period: str):
+def records(
+    uses: list[TokenUse],
+    owners: TokenMap,
+    card: RateCard,
+    period: str,
+    stored: dict[str, dict] | None = None,
+):
     """One record per account (user, else workspace) and rate key for the month, cut where a rate
-    changes; the records are in order of first use, so an allowance goes to the earliest users."""
+    changes; the records are in order of first use, so an allowance goes to the earliest users.
+    An account the map doesn't cover takes the admin's account map (`stored`) entry for it."""
     start, end = month_bounds(period)
     groups: dict[tuple, list[TokenUse]] = {}
     priced_keys = {r.key for r in card.rates if r.service == SERVICE}
@@ -263,6 +271,8 @@ def records(uses: list[TokenUse], owners: TokenMap, card: RateCard, period: str)
         groups.items(), key=lambda item: (min(u.start for u in item[1]), item[0])
     ):
         owner = owners.owner(group[0])
+        if owner is None and account in (stored or {}):
+            owner = Owner(tags=stored[account])
         edges = [start, *card.boundaries(SERVICE, key, unit, start, end), end]
         for a, b in zip(edges, edges[1:], strict=False):
             part = [u for u in group if a <= u.start < b]
@@ -289,12 +299,18 @@ def records(uses: list[TokenUse], owners: TokenMap, card: RateCard, period: str)
     return out
 
 
+def _stored(options: dict) -> dict[str, dict]:
+    """The admin's account map for the source (a caller may give its own, as bench/ does)."""
+    given = options.get("stored_accounts")
+    return given if given is not None else stored_accounts(options.get("source"))
+
+
 def convert(path: Path, *, period: str, options: dict) -> Conversion:
     fmt, uses = read_uses(path)
     in_month(uses, period)
     owners = read_map(Path(options["map"]) if options.get("map") else None)
     card = options.get("card") or RateCard.from_database()  # a caller's (tests, bench/)
-    usage = records(uses, owners, card, period)
+    usage = records(uses, owners, card, period, _stored(options))
     start, end = month_bounds(period)
     priced = price(usage, card=card, period_start=start, period_end=end)
     unmapped = sorted({r.account for r in usage if not r.tags})
