@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 
 from billing.models import Charge, Flag, Import, Rate, Source
 from billing.usage import ConversionError, tokens
+from billing.usage.pricing import RateCard
 
 from .usage_fixtures import ADA, EDU_CSV, GENERIC_CSV, GENERIC_MAP_CSV, TOKENS_MAP_JSON, write
 
@@ -73,7 +74,7 @@ def test_bad_usage_files_are_refused_naming_the_line(tmp_path, text, message):
 def test_a_line_outside_the_month_is_refused(tmp_path):
     _, uses = tokens.read_uses(write(tmp_path, "edu.csv", EDU_CSV))
     with pytest.raises(ConversionError, match="line 2: 2026-01-05 is not in 2026-02"):
-        tokens.in_month(uses, "2026-02")
+        tokens.records(uses, tokens.TokenMap({}, {}), RateCard([]), "2026-02")
 
 
 # -- priced FOCUS output, figures by hand ---------------------------------------------------------

@@ -57,7 +57,7 @@ _TIME_COLUMNS = ("sampled_at", "sample_time", "timestamp", "time", "date")
 _ISILON_USAGE = ("logical", "fslogical", "applogical")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     key: str  # a path (/ifs/research/lab) or a project id, as the report names it
     bytes_used: int
@@ -225,10 +225,10 @@ def read_qumulo(data) -> tuple[list[Sample], list[str]]:
     return samples, []
 
 
-def guess_format(path: Path, text: str) -> str:
+def guess_format(path: Path) -> str:
     if path.suffix.lower() != ".json":
         return "csv"
-    data = json.loads(text)
+    data = json.loads(path.read_text(encoding="utf-8-sig"))
     quotas = data.get("quotas") if isinstance(data, dict) else data
     first = quotas[0] if isinstance(quotas, list) and quotas else {}
     if isinstance(first, dict) and "quotas" in first:
@@ -242,14 +242,14 @@ def guess_format(path: Path, text: str) -> str:
 
 def read_samples(path: Path, fmt: str | None = None) -> tuple[list[Sample], list[str]]:
     """Read a report file. Returns (samples, notes for the summary)."""
-    text = Path(path).read_text(encoding="utf-8-sig")
     try:
-        fmt = fmt or guess_format(Path(path), text)
+        fmt = fmt or guess_format(Path(path))
         if fmt == "csv":
-            reader = csv.reader(io.StringIO(text))
-            headers = [h.strip().lower() for h in next(reader, [])]
-            return read_rows(headers, enumerate(reader, start=2), Path(path).name), []
-        data = json.loads(text)
+            with open(path, encoding="utf-8-sig", newline="") as handle:
+                reader = csv.reader(handle)
+                headers = [h.strip().lower() for h in next(reader, [])]
+                return read_rows(headers, enumerate(reader, start=2), Path(path).name), []
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise ConversionError(f"{Path(path).name}: not valid JSON ({exc})") from None
     if fmt == "json":
@@ -467,6 +467,7 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
     fmt = options.get("format")
     if fmt and fmt not in FORMATS:
         raise ConversionError(f"unknown storage format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    fmt = fmt or guess_format(Path(path))
     samples, notes = read_samples(path, fmt)
     owners = read_map(Path(options["map"])) if options.get("map") else {}
     tier = options.get("tier") or DEFAULT_TIER
@@ -489,9 +490,9 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
         period=period,
         priced=priced,
         provider="Research Storage",
-        billing_account=fmt or "storage",
+        billing_account=fmt,
         notes={
-            "format": fmt or guess_format(Path(path), Path(path).read_text(encoding="utf-8-sig")),
+            "format": fmt,
             "samples": len(samples),
             "paths": len({r.account for r in usage}),
             "unmapped paths": len(unmapped),

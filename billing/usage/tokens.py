@@ -6,8 +6,9 @@ Invariants this module keeps:
   comes through with empty tags (the importer flags it), never dropped.
 - Quantities are exact: credits as the Decimal text OpenAI wrote, tokens as whole numbers turned
   into million tokens by moving the point (no division that could round).
-- One record per input line, over the line's UTC day (or [time, time + 1 s) for a time-stamped
-  line), so a mid-month rate change prices each day at the rate in force.
+- Each line is use on its UTC day (or at its time-stamp). Uses are summed per account (the user,
+  else the workspace) and rate key for the month, and cut where a rate changes, so each day's
+  use is priced at the rate in force that day; a line outside the month is refused.
 
 Formats (guessed from the header):
 
@@ -25,13 +26,15 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 
+from ..money import MONEY_CONTEXT
 from . import Conversion, ConversionError, Converter, month_bounds, register
 from .pricing import RateCard, price
 from .records import UsageRecord
@@ -103,14 +106,24 @@ def _span(at: datetime, text: str) -> tuple[datetime, datetime]:
 
 def read_uses(path: Path) -> tuple[str, list[TokenUse]]:
     """Read a usage file. Returns (format name, uses)."""
+    fmt, uses = stream_uses(path)
+    return fmt, list(uses)
+
+
+def stream_uses(path: Path) -> tuple[str, Iterator[TokenUse]]:
+    """(format name, the file's uses one by one): the file is read as it is consumed."""
     name = Path(path).name
-    text = Path(path).read_text(encoding="utf-8-sig")
-    lines = io.StringIO(text)
-    headers = [h.strip().lower() for h in next(csv.reader(lines), [])]
+    handle = open(path, encoding="utf-8-sig", newline="")  # closed by _closing
+    headers = [h.strip().lower() for h in next(csv.reader(handle), [])]
     if all(c in headers for c in EDU_COLUMNS):
-        return "edu", list(_read_edu(csv.reader(lines), headers, name))
-    reader = csv.DictReader(lines, fieldnames=headers)
-    return "generic", list(_read_generic(reader, headers, name))
+        return "edu", _closing(handle, _read_edu(csv.reader(handle), headers, name))
+    reader = csv.DictReader(handle, fieldnames=headers)
+    return "generic", _closing(handle, _read_generic(reader, headers, name))
+
+
+def _closing(handle, uses: Iterator[TokenUse]) -> Iterator[TokenUse]:
+    with handle:
+        yield from uses
 
 
 def _read_edu(reader, headers: list[str], name: str) -> Iterator[TokenUse]:
@@ -231,15 +244,6 @@ def read_map(path: Path | None) -> TokenMap:
     return TokenMap(users, workspaces)
 
 
-def in_month(uses: list[TokenUse], period: str) -> list[TokenUse]:
-    """Refuse lines outside the month: a token file is one month's export."""
-    start, end = month_bounds(period)
-    for use in uses:
-        if use.start < start or use.start >= end:
-            raise ConversionError(f"line {use.line}: {use.start:%Y-%m-%d} is not in {period}")
-    return uses
-
-
 # -- the converter --------------------------------------------------------------------------------
 
 
@@ -251,45 +255,61 @@ def rate_key(use: TokenUse, priced_keys: set[str]) -> str:
 
 
 def records(
-    uses: list[TokenUse],
+    uses: Iterable[TokenUse],
     owners: TokenMap,
     card: RateCard,
     period: str,
     stored: dict[str, dict] | None = None,
-):
+) -> list[UsageRecord]:
     """One record per account (user, else workspace) and rate key for the month, cut where a rate
     changes; the records are in order of first use, so an allowance goes to the earliest users.
-    An account the map doesn't cover takes the admin's account map (`stored`) entry for it."""
+    An account the map doesn't cover takes the admin's account map (`stored`) entry for it.
+
+    Uses are summed as they are read (a month's export can be millions of lines); a line outside
+    the month is refused. Sums are exact (MONEY_CONTEXT traps any rounding)."""
     start, end = month_bounds(period)
-    groups: dict[tuple, list[TokenUse]] = {}
     priced_keys = {r.key for r in card.rates if r.service == SERVICE}
+    # (account, key, unit) -> [first use, its use, rate cuts, {part index: [sum, lines, kinds]}]
+    groups: dict[tuple, list] = {}
+    add = MONEY_CONTEXT.add
     for use in uses:
+        if use.start < start or use.start >= end:
+            raise ConversionError(f"line {use.line}: {use.start:%Y-%m-%d} is not in {period}")
         account = use.user or use.workspace or "(no user)"
-        groups.setdefault((account, rate_key(use, priced_keys), use.unit), []).append(use)
+        ident = (account, rate_key(use, priced_keys), use.unit)
+        group = groups.get(ident)
+        if group is None:
+            cuts = card.boundaries(SERVICE, ident[1], use.unit, start, end)
+            group = groups[ident] = [use.start, use, cuts, {}]
+        elif use.start < group[0]:
+            group[0], group[1] = use.start, use
+        index = bisect_right(group[2], use.start) if group[2] else 0
+        part = group[3].get(index)
+        if part is None:
+            part = group[3][index] = [Decimal(0), 0, set()]
+        part[0] = add(part[0], use.quantity)
+        part[1] += 1
+        part[2].add(use.key)
     out = []
-    for (account, key, unit), group in sorted(
-        groups.items(), key=lambda item: (min(u.start for u in item[1]), item[0])
+    for (account, key, unit), (_, first, cuts, parts) in sorted(
+        groups.items(), key=lambda item: (item[1][0], item[0])
     ):
-        owner = owners.owner(group[0])
+        owner = owners.owner(first)
         if owner is None and account in (stored or {}):
             owner = Owner(tags=stored[account])
-        edges = [start, *card.boundaries(SERVICE, key, unit, start, end), end]
-        for a, b in zip(edges, edges[1:], strict=False):
-            part = [u for u in group if a <= u.start < b]
-            if not part:
-                continue
-            kinds = sorted({u.key for u in part})
+        edges = [start, *cuts, end]
+        for index, (quantity, lines, kinds) in sorted(parts.items()):
             out.append(
                 UsageRecord(
-                    start=a,
-                    end=b,
+                    start=edges[index],
+                    end=edges[index + 1],
                     account=account,
                     service=SERVICE,
                     rate_key=key,
-                    quantity=sum((u.quantity for u in part), Decimal(0)),
+                    quantity=quantity,
                     unit=unit,
                     tags=dict(owner.tags) if owner else {},
-                    description=f"{', '.join(kinds)} by {account}: {len(part)} day(s) of use",
+                    description=f"{', '.join(sorted(kinds))} by {account}: {lines} line(s) of use",
                     resource_id=f"{account}/{key}",
                     resource_name=f"{key} ({account})",
                     service_name="ChatGPT Edu" if unit == CREDIT_UNIT else "AI tokens",
@@ -306,11 +326,11 @@ def _stored(options: dict) -> dict[str, dict]:
 
 
 def convert(path: Path, *, period: str, options: dict) -> Conversion:
-    fmt, uses = read_uses(path)
-    in_month(uses, period)
     owners = read_map(Path(options["map"]) if options.get("map") else None)
     card = options.get("card") or RateCard.from_database()  # a caller's (tests, bench/)
-    usage = records(uses, owners, card, period, _stored(options))
+    fmt, uses = stream_uses(path)
+    counted = _Counter(uses)
+    usage = records(counted, owners, card, period, _stored(options))
     start, end = month_bounds(period)
     priced = price(usage, card=card, period_start=start, period_end=end)
     unmapped = sorted({r.account for r in usage if not r.tags})
@@ -323,15 +343,30 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
         period=period,
         priced=priced,
         provider="OpenAI" if fmt == "edu" else "AI tokens",
-        billing_account=next((u.workspace for u in uses if u.workspace), "") or fmt,
+        billing_account=counted.workspace or fmt,
         notes={
             "format": fmt,
-            "lines": len({u.line for u in uses}),
+            "lines": counted.lines,
             "accounts": len({r.account for r in usage}),
             "unmapped accounts": len(unmapped),
             "warnings": warnings,
         },
     )
+
+
+class _Counter:
+    """Passes uses through, counting lines and keeping the first workspace named."""
+
+    def __init__(self, uses: Iterator[TokenUse]):
+        self.uses, self.lines, self.workspace, self._last = uses, 0, "", -1
+
+    def __iter__(self):
+        for use in self.uses:
+            if use.line != self._last:  # a generic line with input and output is two uses
+                self.lines, self._last = self.lines + 1, use.line
+            if not self.workspace and use.workspace:
+                self.workspace = use.workspace
+            yield use
 
 
 def add_arguments(parser) -> None:
