@@ -294,3 +294,31 @@ def test_the_admin_account_map_attributes_a_path_before_pricing(tmp_path):
     assert Charge.objects.get(sub_account_id="/ifs/research/lovelace-lab").billed_cost == D(
         "22.875"
     )
+
+
+def test_json_samples_and_a_tier_from_the_map(tmp_path):
+    report = json.dumps(
+        {
+            "samples": [
+                {"Project": "engines", "bytes": 6200000000000, "sampled_at": "2026-01-01"},
+                {"Project": "engines", "bytes": 0, "sampled_at": "2026-01-11T00:00:00+02:00"},
+            ]
+        }
+    )
+    samples, _ = storage.read_samples(write(tmp_path, "usage.json", report))
+    owners = storage.read_map(
+        write(
+            tmp_path,
+            "m.csv",
+            "project,pi_email,project_id,fund_org,tier\nengines,a@x.edu,e,F,fast\n",
+        )
+    )
+    got = [
+        (i.tier, i.start, i.end, i.tb_months(JAN))
+        for i in storage.intervals(samples, "2026-01", owners)
+    ]
+    # +02:00 is 10 January 22:00 UTC: 6.2 TB for 9 days 22 hours = 6.2 × 238 / 744 TB-months.
+    assert got == [
+        ("fast", day(1), day(10, hour=22), Fraction(62, 10) * Fraction(238, 744)),
+        ("fast", day(10, hour=22), day(1, 2), 0),
+    ]
