@@ -496,7 +496,7 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
             "samples": len(samples),
             "paths": len({r.account for r in usage}),
             "unmapped paths": len(unmapped),
-            "tb_per": "TB = 10^12 bytes",
+            "unit": "TB-month (TB = 10^12 bytes)",
             "warnings": warnings,
         },
     )
