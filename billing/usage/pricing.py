@@ -295,10 +295,19 @@ TEXT_PLACES = 20
 
 def decimal_text(value: Fraction | Decimal | int) -> str:
     """Exact decimal text of a value; a non-terminating Fraction to TEXT_PLACES places."""
-    value = Fraction(value)
-    scaled = value * 10**TEXT_PLACES
-    whole = round(scaled)  # Fraction.__round__ rounds half to even
-    sign = "-" if whole < 0 else ""
-    digits = str(abs(whole)).rjust(TEXT_PLACES + 1, "0")
-    text = f"{sign}{digits[:-TEXT_PLACES]}.{digits[-TEXT_PLACES:]}".rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
+    if not isinstance(value, Fraction):
+        value = Fraction(value)
+    numerator, denominator = value.numerator, value.denominator
+    if denominator == 1:
+        return str(numerator)
+    sign = "-" if numerator < 0 else ""
+    whole, rest = divmod(abs(numerator) * _SCALE, denominator)
+    if 2 * rest > denominator or (2 * rest == denominator and whole % 2):  # half to even
+        whole += 1
+    if not whole:
+        return "0"
+    digits = str(whole).rjust(TEXT_PLACES + 1, "0")
+    return f"{sign}{digits[:-TEXT_PLACES]}.{digits[-TEXT_PLACES:]}".rstrip("0").rstrip(".")
+
+
+_SCALE = 10**TEXT_PLACES

@@ -44,6 +44,8 @@ from .records import UsageRecord
 DEFAULT_STATES = ("COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", "FAILED", "CANCELLED")
 REQUIRED = ("JobID", "Account", "Partition", "State", "Start", "End", "AllocCPUS")
 CPU, GPU = "hpc-cpu", "hpc-gpu"
+UNITS = {CPU: "core-hour", GPU: "gpu-hour"}
+SECOND = timedelta(seconds=1)
 NOT_A_TIME = {"", "Unknown", "None", "N/A"}
 EPOCH = date(1970, 1, 1)
 
@@ -145,12 +147,6 @@ def stored_accounts(source: str | None) -> dict[str, dict]:
     return found
 
 
-def _time(text: str) -> datetime | None:
-    if text in NOT_A_TIME:
-        return None
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
 def _gpus(tres: str) -> list[tuple[str, int]]:
     """[(type, count)] from AllocTRES: gres/gpu:a100=2 → ("a100", 2); untyped gres/gpu=N only
     when no typed entry is given (sacct lists both for the same GPUs)."""
@@ -185,24 +181,48 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
     exclude = set(rules["exclude"])
     per_job = bool(options.get("per_job"))
 
+    # Naive UTC datetimes inside the loop (sacct's texts, read with TZ=UTC): about twice as
+    # fast as aware ones; records get their tzinfo when they are made.
+    start_n, end_n = month_start.replace(tzinfo=None), month_end.replace(tzinfo=None)
     # Where a rate changes inside the month, per (service, key): parts are cut there.
     cuts_cache: dict[tuple[str, str], list[datetime]] = {}
 
-    def cuts(service: str, key: str, unit: str) -> list[datetime]:
+    def cuts(service: str, key: str) -> list[datetime]:
         found = cuts_cache.get((service, key))
         if found is None:
-            found = card.boundaries(service, key, unit, month_start, month_end)
+            unit = UNITS[service]
+            found = [
+                m.replace(tzinfo=None)
+                for m in card.boundaries(service, key, unit, month_start, month_end)
+            ]
             cuts_cache[(service, key)] = found
         return found
 
-    # (account, partition, service, key, part start) -> [unit-seconds, part end]
-    totals: dict[tuple, list] = {}
+    # (account, partition, service, key, rate period start) -> unit-seconds
+    totals: dict[tuple, int] = defaultdict(int)
     jobs: list[UsageRecord] = []
     counts: dict[str, int] = defaultdict(int)
     skipped_states: dict[str, int] = defaultdict(int)
     excluded: dict[str, int] = defaultdict(int)
     accounts_seen: set[str] = set()
 
+    def add(job, account, partition, service, key, count, lo, hi):
+        """Usage of `count` CPUs or GPUs over [lo, hi), cut where a rate changes."""
+        rate_cuts = cuts(service, key)
+        edges = [lo, *(m for m in rate_cuts if lo < m < hi), hi]
+        for a, b in zip(edges, edges[1:], strict=False):
+            unit_seconds = count * ((b - a) // SECOND)
+            if per_job:
+                jobs.append(
+                    _record(account, partition, service, key, a.replace(tzinfo=UTC),
+                            b.replace(tzinfo=UTC), Fraction(unit_seconds, 3600), accounts,
+                            job=job, service_name=rules["service_name"])
+                )  # fmt: skip
+            else:
+                part = max([start_n, *(m for m in rate_cuts if m <= a)])
+                totals[(account, partition, service, key, part)] += unit_seconds
+
+    parse = datetime.fromisoformat
     with open(path, encoding="utf-8", newline="") as handle:
         header = handle.readline().rstrip("\r\n").split("|")
         missing = [c for c in REQUIRED if c not in header]
@@ -214,6 +234,7 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
         i_job, i_acc, i_part, i_state, i_start, i_end, i_cpus = (header.index(c) for c in REQUIRED)
         i_tres = header.index("AllocTRES") if "AllocTRES" in header else None
         width = len(header)
+        read = billed = split = outside = 0
         for number, line in enumerate(handle, start=2):
             fields = line.rstrip("\r\n").split("|")
             if len(fields) != width:
@@ -222,20 +243,18 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
                 raise ConversionError(
                     f"{path.name} line {number}: {len(fields)} fields, the header has {width}"
                 )
-            counts["jobs_read"] += 1
-            state = fields[i_state].split(" ", 1)[0]  # "CANCELLED by 1234"
-            try:
-                start = _time(fields[i_start])
-                end = _time(fields[i_end])
-            except ValueError:
-                raise ConversionError(
-                    f"{path.name} line {number}: Start/End not a date-time: "
-                    f"{fields[i_start]!r}, {fields[i_end]!r}"
-                ) from None
-            if state not in states or start is None or state == "PENDING":
-                skipped_states[state if start is not None else f"{state} (never started)"] += 1
+            read += 1
+            state = fields[i_state]
+            if state not in states:
+                state = state.split(" ", 1)[0]  # "CANCELLED by 1234"
+                if state not in states:
+                    skipped_states[state] += 1
+                    continue
+            start_text, end_text = fields[i_start], fields[i_end]
+            if start_text in NOT_A_TIME:  # never started (pending, cancelled while waiting)
+                skipped_states[f"{state} (never started)"] += 1
                 continue
-            if end is None:
+            if end_text in NOT_A_TIME:
                 raise ConversionError(
                     f"{path.name} line {number}: job {fields[i_job]} ({state}) has no End; "
                     "export after the month has ended or leave RUNNING out of --states"
@@ -244,60 +263,58 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
             if account in exclude:
                 excluded[account] += 1
                 continue
-            # The part inside the month.
-            lo = start if start > month_start else month_start
-            hi = end if end < month_end else month_end
-            if hi <= lo:
-                counts["jobs_outside_month"] += 1
-                continue
-            if lo != start or hi != end:
-                counts["jobs_split_at_month_end"] += 1
-            partition = fields[i_part]
             try:
+                start, end = parse(start_text), parse(end_text)
                 cpus = int(fields[i_cpus])
-                gpus = _gpus(fields[i_tres]) if gpus_priced and i_tres is not None else []
             except ValueError:
                 raise ConversionError(
-                    f"{path.name} line {number}: AllocCPUS/AllocTRES not a count"
+                    f"{path.name} line {number}: Start, End or AllocCPUS unreadable: "
+                    f"{start_text!r}, {end_text!r}, {fields[i_cpus]!r}"
                 ) from None
-            counts["jobs_billed"] += 1
+            # The part inside the month.
+            lo = start if start > start_n else start_n
+            hi = end if end < end_n else end_n
+            if hi <= lo:
+                outside += 1
+                continue
+            if lo is not start or hi is not end:
+                split += 1
+            partition = fields[i_part]
+            billed += 1
             accounts_seen.add(account)
-            resources = [(CPU, partition, "core-hour", cpus)]
-            resources += [(GPU, kind, "gpu-hour", n) for kind, n in gpus if n]
-            for service, key, unit, count in resources:
-                if not count:
-                    continue
-                rate_cuts = cuts(service, key, unit)
-                moments = [m for m in rate_cuts if lo < m < hi]
-                edges = [lo, *moments, hi]
-                for a, b in zip(edges, edges[1:], strict=False):
-                    unit_seconds = count * ((b - a) // timedelta(seconds=1))
-                    if per_job:
-                        jobs.append(
-                            _record(account, partition, service, key, unit, a, b,
-                                    Fraction(unit_seconds, 3600), accounts,
-                                    job=fields[i_job], service_name=rules["service_name"])
-                        )  # fmt: skip
-                        continue
-                    # Aggregated over the rate period the part falls in (the month if no change).
-                    part = _part_start(a, rate_cuts, month_start)
-                    slot = totals.get((account, partition, service, key, part))
-                    if slot is None:
-                        totals[(account, partition, service, key, part)] = [
-                            unit_seconds,
-                            _part_end(part, rate_cuts, month_end),
-                        ]
-                    else:
-                        slot[0] += unit_seconds
+            if cpus:
+                if per_job or cuts(CPU, partition):
+                    add(fields[i_job], account, partition, CPU, partition, cpus, lo, hi)
+                else:  # the common case, kept short: no rate change this month
+                    totals[(account, partition, CPU, partition, start_n)] += cpus * (
+                        (hi - lo) // SECOND
+                    )
+            if gpus_priced and i_tres is not None and "gres/gpu" in fields[i_tres]:
+                try:
+                    gpus = _gpus(fields[i_tres])
+                except ValueError:
+                    raise ConversionError(
+                        f"{path.name} line {number}: AllocTRES has a GPU count that is not a "
+                        f"number: {fields[i_tres]!r}"
+                    ) from None
+                for kind, count in gpus:
+                    if count:
+                        add(fields[i_job], account, partition, GPU, kind, count, lo, hi)
+    counts.update(
+        jobs_read=read, jobs_billed=billed, jobs_split_at_month_end=split,
+        jobs_outside_month=outside,
+    )  # fmt: skip
     if per_job:
         records = jobs
     else:
-        records = [
-            _record(account, partition, service, key, "core-hour" if service == CPU else "gpu-hour",
-                    part, slot[1], Fraction(slot[0], 3600), accounts,
-                    service_name=rules["service_name"])
-            for (account, partition, service, key, part), slot in sorted(totals.items())
-        ]  # fmt: skip
+        records = []
+        for (account, partition, service, key, part), unit_seconds in sorted(totals.items()):
+            part_end = min([end_n, *(m for m in cuts(service, key) if m > part)])
+            records.append(
+                _record(account, partition, service, key, part.replace(tzinfo=UTC),
+                        part_end.replace(tzinfo=UTC), Fraction(unit_seconds, 3600), accounts,
+                        service_name=rules["service_name"])
+            )  # fmt: skip
     priced = price(records, card=card, period_start=month_start, period_end=month_end)
     unknown = sorted(a for a in accounts_seen if not accounts.get(a))
     warnings = []
@@ -325,24 +342,9 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
     )
 
 
-def _part_start(moment: datetime, cuts: list[datetime], month_start: datetime) -> datetime:
-    """The start of the rate period (between cuts) that `moment` falls in."""
-    start = month_start
-    for cut in cuts:
-        if cut <= moment:
-            start = cut
-    return start
-
-
-def _part_end(part: datetime, cuts: list[datetime], month_end: datetime) -> datetime:
-    for cut in cuts:
-        if cut > part:
-            return cut
-    return month_end
-
-
-def _record(account, partition, service, key, unit, start, end, quantity, accounts, *, job="",
+def _record(account, partition, service, key, start, end, quantity, accounts, *, job="",
             service_name=""):  # fmt: skip
+    unit = UNITS[service]
     kind = "CPU" if service == CPU else f"GPU {key}"
     if job:
         resource_id = f"slurm/job/{job}/{service}/{key}"
