@@ -33,7 +33,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
@@ -48,6 +48,7 @@ from .slurm import stored_accounts
 SERVICE = "storage"
 UNIT = "TB-month"
 BYTES_PER_TB = 10**12  # TB, not TiB
+TICK, SECOND = timedelta(microseconds=1), timedelta(seconds=1)  # time is weighted exactly
 DEFAULT_TIER = "standard"
 FORMATS = ("csv", "json", "isilon", "qumulo")
 
@@ -83,8 +84,8 @@ class Interval:
     bytes_used: int
 
     def tb_months(self, month_seconds: int) -> Fraction:
-        seconds = int((self.end - self.start).total_seconds())
-        return Fraction(self.bytes_used * seconds, BYTES_PER_TB * month_seconds)
+        seconds = Fraction((self.end - self.start) // TICK, SECOND // TICK)
+        return self.bytes_used * seconds / (BYTES_PER_TB * month_seconds)
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -418,7 +419,7 @@ def records(
     A path the map doesn't cover takes the admin's account map (`stored`: account id → tags)
     for exactly that path, so an allowance per PI counts it with the PI's other usage."""
     start, end = month_bounds(period)
-    month_seconds = int((end - start).total_seconds())
+    month_ticks = (end - start) // TICK
     groups: dict[tuple[str, str], list[Interval]] = defaultdict(list)
     for interval in found:
         groups[(interval.key, interval.tier)].append(interval)
@@ -429,14 +430,12 @@ def records(
             owner = Owner(tags=stored[key])
         edges = [start, *card.boundaries(SERVICE, tier, UNIT, start, end), end]
         for a, b in zip(edges, edges[1:], strict=False):
-            byte_seconds = sum(
-                i.bytes_used * int((min(i.end, b) - max(i.start, a)).total_seconds())
-                for i in series
-                if i.start < b and i.end > a
-            )
-            samples = sum(1 for i in series if a <= i.start < b)
-            if not any(i.start < b and i.end > a for i in series):
+            held = [i for i in series if i.start < b and i.end > a]
+            if not held:
                 continue
+            byte_time = sum(
+                i.bytes_used * ((min(i.end, b) - max(i.start, a)) // TICK) for i in held
+            )
             out.append(
                 UsageRecord(
                     start=a,
@@ -444,10 +443,10 @@ def records(
                     account=key,
                     service=SERVICE,
                     rate_key=tier,
-                    quantity=Fraction(byte_seconds, BYTES_PER_TB * month_seconds),
+                    quantity=Fraction(byte_time, BYTES_PER_TB * month_ticks),
                     unit=UNIT,
                     tags=dict(owner.tags) if owner else {},
-                    description=f"{tier} storage, {key}: time-weighted over {samples} sample(s)",
+                    description=f"{tier} storage, {key}: {len(series)} sample(s), time-weighted",
                     resource_id=key,
                     resource_name=key,
                     service_name=f"Storage ({tier})",
