@@ -322,3 +322,18 @@ def test_json_samples_and_a_tier_from_the_map(tmp_path):
         ("fast", day(1), day(10, hour=22), Fraction(62, 10) * Fraction(238, 744)),
         ("fast", day(10, hour=22), day(1, 2), 0),
     ]
+
+
+@pytest.mark.django_db
+def test_a_rate_file_with_a_misspelt_term_is_refused(tmp_path):
+    # allowance_quantity is the admin's field name; the YAML key is `allowance`. Ignored, it
+    # would have priced the storage without its free 500 GB.
+    card = write(
+        tmp_path,
+        "rates.yaml",
+        "rates:\n  - {service: storage, key: standard, unit: TB-month, effective_from: 2026-01-01,"
+        ' list_price: "10.00", allowance_quantity: "0.5", allowance_per: pi}\n',
+    )
+    with pytest.raises(CommandError, match="rate 1: unknown key.s. allowance_quantity"):
+        call_command("rates", "load", str(card))
+    assert not Rate.objects.exists()
