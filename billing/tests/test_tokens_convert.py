@@ -188,3 +188,20 @@ def test_ingest_from_tokens_converts_imports_and_records_the_conversion(tmp_path
     out = io.StringIO()
     call_command("ingest", *args, stdout=out)
     assert "unchanged 3" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_unreadable_inputs_are_refused_by_name(tmp_path):
+    rate("gpt-4o", "2.50", "million tokens")
+    latin = tmp_path / "usage.csv"
+    latin.write_bytes(
+        "date,user,model,tokens\n2026-01-02,andré@example.edu,gpt-4o,5\n".encode("latin-1")
+    )
+    with pytest.raises(CommandError, match="usage.csv: not UTF-8 text"):
+        convert(tmp_path, str(latin))
+    usage = write(tmp_path, "ok.csv", "date,user,model,tokens\n2026-01-02,a@x.edu,gpt-4o,5\n")
+    with pytest.raises(CommandError, match="missing.json: cannot be read"):
+        convert(tmp_path, str(usage), "--map", str(tmp_path / "missing.json"))
+    broken = write(tmp_path, "broken.json", "{")
+    with pytest.raises(CommandError, match="broken.json: not valid JSON"):
+        convert(tmp_path, str(usage), "--map", str(broken))

@@ -91,6 +91,21 @@ class Interval:
 # -- reading --------------------------------------------------------------------------------------
 
 
+def read_text(path: Path) -> str:
+    """A file's text, or a refusal naming it (missing, unreadable, not UTF-8)."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConversionError(f"{Path(path).name}: cannot be read ({exc})") from None
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise ConversionError(f"{Path(path).name}: not valid JSON ({exc})") from None
+
+
 @lru_cache(maxsize=4096)  # a nightly report repeats one time on every line
 def _iso(value: str) -> datetime | None:
     try:
@@ -229,7 +244,7 @@ def read_qumulo(data) -> tuple[list[Sample], list[str]]:
 def guess_format(path: Path) -> str:
     if path.suffix.lower() != ".json":
         return "csv"
-    data = json.loads(path.read_text(encoding="utf-8-sig"))
+    data = read_json(path)
     quotas = data.get("quotas") if isinstance(data, dict) else data
     first = quotas[0] if isinstance(quotas, list) and quotas else {}
     if isinstance(first, dict) and "quotas" in first:
@@ -243,16 +258,16 @@ def guess_format(path: Path) -> str:
 
 def read_samples(path: Path, fmt: str | None = None) -> tuple[list[Sample], list[str]]:
     """Read a report file. Returns (samples, notes for the summary)."""
-    try:
-        fmt = fmt or guess_format(Path(path))
-        if fmt == "csv":
+    fmt = fmt or guess_format(Path(path))
+    if fmt == "csv":
+        try:
             with open(path, encoding="utf-8-sig", newline="") as handle:
                 reader = csv.reader(handle)
                 headers = [h.strip().lower() for h in next(reader, [])]
                 return read_rows(headers, enumerate(reader, start=2), Path(path).name), []
-        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as exc:
-        raise ConversionError(f"{Path(path).name}: not valid JSON ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ConversionError(f"{Path(path).name}: not UTF-8 text ({exc})") from None
+    data = read_json(Path(path))
     if fmt == "json":
         items = data.get("samples") if isinstance(data, dict) else data
         if not isinstance(items, list):
@@ -280,15 +295,16 @@ def read_map(path: Path) -> dict[str, Owner]:
     optional tier), the earlier Isilon tool's projects.json ({"projects": {path: {...}}}), or a
     list of Qumulo `.openchargeback.json` dot files (matched by project_id as the folder name).
     Dot files with "active": false are left out, so their paths come through untagged."""
-    text = Path(path).read_text(encoding="utf-8-sig")
     owners: dict[str, Owner] = {}
     if Path(path).suffix.lower() == ".json":
-        data = json.loads(text)
+        data = read_json(Path(path))
         if isinstance(data, dict) and isinstance(data.get("projects"), dict):
             for key, entry in data["projects"].items():
                 owners[key.rstrip("/")] = _owner(entry)
         elif isinstance(data, list):
             for entry in data:
+                if not isinstance(entry, dict):
+                    raise ConversionError(f"{Path(path).name}: a dot file is an object")
                 if entry.get("active", True) is False or not entry.get("project_id"):
                     continue
                 key = str(entry.get("path") or entry["project_id"]).rstrip("/")
@@ -296,7 +312,7 @@ def read_map(path: Path) -> dict[str, Owner]:
         else:
             raise ConversionError(f"{Path(path).name}: not a storage map")
         return owners
-    for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+    for line, row in enumerate(csv.DictReader(io.StringIO(read_text(path))), start=2):
         row = {str(k).strip().lower(): (v or "").strip() for k, v in row.items() if k}
         key = row.get("path") or row.get("project")
         if not key:
@@ -374,7 +390,9 @@ def legacy_rates(path: Path, *, tier: str, period: str) -> RateCard:
     the price per TB is theirs × 10^12 / 2^40 (or / 2^30 per GB) and the free allowance is their
     GB × 2^30 bytes. Both conversions are exact (the divisors are powers of two), so a centre keeps
     its bills to the cent."""
-    data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    data = read_json(Path(path))
+    if not isinstance(data, dict):
+        raise ConversionError(f"{Path(path).name}: not an Isilon or Qumulo rates.json")
     exact = MONEY_CONTEXT  # traps Inexact: these divisions by powers of two terminate
     if "ratePerTBMonth" in data:
         per_tb = exact.divide(Decimal(str(data["ratePerTBMonth"])) * BYTES_PER_TB, GIB * 1024)

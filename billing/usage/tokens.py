@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
@@ -39,7 +38,7 @@ from . import Conversion, ConversionError, Converter, month_bounds, register
 from .pricing import RateCard, price
 from .records import UsageRecord
 from .slurm import stored_accounts
-from .storage import Owner, _owner, parse_time
+from .storage import Owner, _owner, parse_time, read_json, read_text
 
 SERVICE = "tokens"
 CREDIT_UNIT = "credit"
@@ -113,17 +112,27 @@ def read_uses(path: Path) -> tuple[str, list[TokenUse]]:
 def stream_uses(path: Path) -> tuple[str, Iterator[TokenUse]]:
     """(format name, the file's uses one by one): the file is read as it is consumed."""
     name = Path(path).name
-    handle = open(path, encoding="utf-8-sig", newline="")  # closed by _closing
-    headers = [h.strip().lower() for h in next(csv.reader(handle), [])]
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")  # closed by _closing
+    except OSError as exc:
+        raise ConversionError(f"{name}: cannot be read ({exc})") from None
+    try:
+        headers = [h.strip().lower() for h in next(csv.reader(handle), [])]
+    except UnicodeDecodeError as exc:
+        handle.close()
+        raise ConversionError(f"{name}: not UTF-8 text ({exc})") from None
     if all(c in headers for c in EDU_COLUMNS):
-        return "edu", _closing(handle, _read_edu(csv.reader(handle), headers, name))
+        return "edu", _closing(handle, _read_edu(csv.reader(handle), headers, name), name)
     reader = csv.DictReader(handle, fieldnames=headers)
-    return "generic", _closing(handle, _read_generic(reader, headers, name))
+    return "generic", _closing(handle, _read_generic(reader, headers, name), name)
 
 
-def _closing(handle, uses: Iterator[TokenUse]) -> Iterator[TokenUse]:
+def _closing(handle, uses: Iterator[TokenUse], name: str) -> Iterator[TokenUse]:
     with handle:
-        yield from uses
+        try:
+            yield from uses
+        except UnicodeDecodeError as exc:
+            raise ConversionError(f"{name}: not UTF-8 text ({exc})") from None
 
 
 def _read_edu(reader, headers: list[str], name: str) -> Iterator[TokenUse]:
@@ -215,9 +224,9 @@ def read_map(path: Path | None) -> TokenMap:
     if path is None:
         return TokenMap(users, workspaces)
     name = Path(path).name
-    text = Path(path).read_text(encoding="utf-8-sig")
+    text = read_text(Path(path))
     if Path(path).suffix.lower() == ".json":
-        data = json.loads(text)
+        data = read_json(Path(path))
         projects = data.get("projects") if isinstance(data, dict) else None
         if not isinstance(projects, list):
             raise ConversionError(f"{name}: expected {{'projects': [...]}}")
