@@ -25,6 +25,7 @@ from django.utils.html import format_html
 from ..config import ConfigError, load_config
 from ..models import Flag, ImportJob
 from ..services import uploads
+from ..usage import CONVERTERS
 
 IMPORT_PERMISSION = "billing.add_import"
 RUNNING = (ImportJob.Status.CHECKING, ImportJob.Status.QUEUED, ImportJob.Status.IMPORTING)
@@ -51,8 +52,9 @@ class MultipleFileField(forms.FileField):
 
 class UploadForm(forms.Form):
     files = MultipleFileField(
-        label="FOCUS files",
-        help_text=".csv, .csv.gz or .parquet; several files of one source at once.",
+        label="Files",
+        help_text="FOCUS: .csv, .csv.gz or .parquet, several files of one source at once. "
+        "A usage export: one file.",
     )
     source = forms.ChoiceField(
         required=False,
@@ -67,6 +69,13 @@ class UploadForm(forms.Form):
         "are flagged for review.",
         widget=forms.TextInput(attrs={"placeholder": "YYYY-MM", "size": 9}),
     )
+    input_format = forms.ChoiceField(
+        required=False,  # absent: FOCUS files, as before there were converters
+        label="Format",
+        initial="focus",
+        help_text="A usage export (Slurm sacct, storage, tokens) is converted to FOCUS with the "
+        "stored rates and account map; it needs the period. One file at a time.",
+    )
     append = forms.BooleanField(
         required=False,
         label="Append",
@@ -78,6 +87,9 @@ class UploadForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["source"].choices = [("", "Guess from the file names")] + [
             (name, name) for name in source_names
+        ]
+        self.fields["input_format"].choices = [("focus", "FOCUS files")] + [
+            (name, f"{name}: {c.help}") for name, c in sorted(CONVERTERS.items())
         ]
 
 
@@ -183,6 +195,7 @@ class ImportJobAdmin(admin.ModelAdmin):
                         source=form.cleaned_data["source"] or None,
                         period=form.cleaned_data["period"] or None,
                         append=form.cleaned_data["append"],
+                        input_format=form.cleaned_data["input_format"] or "focus",
                         acting_user=request.user,
                         config=config,
                     )

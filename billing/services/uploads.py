@@ -34,6 +34,8 @@ from ..config import BillingConfig, ConfigError, load_config
 from ..ingest.errors import ImportRefused
 from ..ingest.pipeline import PERIOD_RE, import_files, source_for_import
 from ..models import ImportJob, Source
+from ..usage import CONVERTERS
+from ..usage.imports import usage_import
 
 logger = logging.getLogger(__name__)
 
@@ -149,12 +151,14 @@ def _config(config: BillingConfig | None) -> BillingConfig:
         raise UploadError(f"the billing configuration is invalid: {exc}") from None
 
 
-def _validate(files) -> None:
+def _validate(files, input_format: str = "focus") -> None:
     if not files:
         raise UploadError("choose at least one file")
+    if input_format != "focus" and len(files) != 1:
+        raise UploadError(f"a {input_format} export is converted one file at a time")
     limit = max_bytes()
     for upload in files:
-        if _suffix(upload.name) is None:
+        if input_format == "focus" and _suffix(upload.name) is None:
             raise UploadError(
                 f"{upload.name}: not a file we import; choose .csv, .csv.gz or .parquet files"
             )
@@ -172,7 +176,7 @@ def _store(job: ImportJob, files) -> list[dict]:
     stored, used = [], set()
     for index, upload in enumerate(files, start=1):
         original = Path(upload.name).name
-        safe = get_valid_filename(original) or f"file-{index}{_suffix(original)}"
+        safe = get_valid_filename(original) or f"file-{index}{_suffix(original) or '.txt'}"
         if safe in used:
             safe = f"{index}-{safe}"
         used.add(safe)
@@ -195,20 +199,28 @@ def import_job_create(
     source: str | None = None,
     period: str | None = None,
     append: bool = False,
+    input_format: str = "focus",
     acting_user,
     config: BillingConfig | None = None,
 ) -> ImportJob:
     """Store uploaded files with a new job, then check them with a dry run.
+
+    `input_format`: "focus", or a usage converter's name (billing.usage.CONVERTERS): the one
+    file is converted with the stored rates and account map, for the month `period`.
 
     `files` are Django UploadedFiles. `source` None or "": guessed from the file names. `period`
     None or "": the months come from the data. Small jobs are checked before this returns; big
     ones by a task (the job page shows progress).
     """
     config = _config(config)
-    _validate(files)
+    if input_format != "focus" and input_format not in CONVERTERS:
+        raise UploadError(f"unknown format {input_format!r}")
+    _validate(files, input_format)
     period = (period or "").strip()
     if period and not PERIOD_RE.match(period):
         raise UploadError(f"the period must be YYYY-MM, got {period!r}")
+    if input_format != "focus" and not period:
+        raise UploadError(f"a {input_format} export needs the period it covers (YYYY-MM)")
     source_name = source or source_guess(names=[f.name for f in files], config=config)
     folder = None
     try:
@@ -222,6 +234,7 @@ def import_job_create(
                 source=source_row,
                 requested_period=period,
                 append=append,
+                input_format=input_format,
                 status=ImportJob.Status.CHECKING,
             )
             folder = job_dir(job.pk)
@@ -238,6 +251,7 @@ def import_job_create(
                     "source_guessed": not source,
                     "period": period,
                     "append": append,
+                    "input_format": input_format,
                 },
             )
             background = runs_in_background(job)
@@ -262,16 +276,8 @@ def import_job_check(*, job_id: int, acting_user, config: BillingConfig | None =
     progress = _Progress(job.pk)
     refused = None
     try:
-        result = import_files(
-            paths=[_path(f) for f in job.files],
-            source=job.source.name,
-            period=job.requested_period or None,
-            append=job.append,
-            dry_run=True,
-            acting_user=acting_user,
-            config=config,
-            progress=progress,
-            display_names=[f["name"] for f in job.files],
+        result = _job_import(
+            job, dry_run=True, acting_user=acting_user, config=config, progress=progress
         )
     except ImportRefused as exc:
         refused = exc
@@ -358,15 +364,8 @@ def import_job_run(*, job_id: int, acting_user, config: BillingConfig | None = N
             if job.status != ImportJob.Status.IMPORTING:
                 return job
             try:
-                result = import_files(
-                    paths=[_path(f) for f in job.files],
-                    source=job.source.name,
-                    period=job.requested_period or None,
-                    append=job.append,
-                    acting_user=acting_user,
-                    config=config,
-                    progress=progress,
-                    display_names=[f["name"] for f in job.files],
+                result = _job_import(
+                    job, dry_run=False, acting_user=acting_user, config=config, progress=progress
                 )
             except ImportRefused as exc:
                 refused = exc
@@ -454,6 +453,35 @@ def import_job_discard(*, job_id: int, acting_user) -> ImportJob:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _job_import(job: ImportJob, *, dry_run: bool, acting_user, config, progress):
+    """The job's files through the import pipeline: as FOCUS, or converted first."""
+    if job.input_format != "focus":
+        [entry] = job.files
+        return usage_import(
+            converter=job.input_format,
+            path=_path(entry),
+            source=job.source.name,
+            period=job.requested_period,
+            append=job.append,
+            dry_run=dry_run,
+            acting_user=acting_user,
+            config=config,
+            progress=progress,
+            display_name=entry["name"],
+        )
+    return import_files(
+        paths=[_path(f) for f in job.files],
+        source=job.source.name,
+        period=job.requested_period or None,
+        append=job.append,
+        dry_run=dry_run,
+        acting_user=acting_user,
+        config=config,
+        progress=progress,
+        display_names=[f["name"] for f in job.files],
+    )
 
 
 def _path(entry: dict) -> str:

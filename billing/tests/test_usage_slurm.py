@@ -15,7 +15,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from billing.models import AccountMapping, Charge, Flag, Import, Rate, Source
+from billing.models import AccountMapping, Charge, Flag, Import, ImportJob, Rate, Source
 from billing.usage.pricing import decimal_text
 
 pytestmark = pytest.mark.django_db
@@ -231,3 +231,47 @@ def test_ingest_from_slurm_converts_imports_and_records_the_conversion(tmp_path,
     assert "unchanged 8" in out.getvalue()
     with pytest.raises(CommandError, match="needed"):
         call_command("ingest", "--from", "slurm", str(src), "-s", "hpc")
+
+
+UPLOAD = "/admin/billing/importjob/upload/"
+
+
+def test_the_admin_upload_converts_a_sacct_export(
+    admin_client, rates, tmp_path, settings, config_path, django_capture_on_commit_callbacks
+):
+    settings.OPENCHARGEBACK_CONFIG = config_path
+    settings.MEDIA_ROOT = tmp_path / "media"
+    src = tmp_path / "sacct-2026-11.txt"
+    src.write_text(EXTRACT)
+    page = admin_client.get(UPLOAD).content.decode()
+    assert 'value="slurm"' in page
+    with src.open("rb") as handle:
+        data = {"files": [handle], "source": "hpc", "period": "2026-11", "input_format": "slurm"}
+        admin_client.post(UPLOAD, data, follow=True)
+    job = ImportJob.objects.get()
+    assert job.status == ImportJob.Status.CHECKED, job.error
+    assert (job.receipt["rows_read"], job.receipt["rows_flagged"]) == (8, 1)
+    assert job.receipt["conversion"]["notes"]["unknown_accounts"] == ["mystery"]
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(f"/admin/billing/importjob/{job.pk}/confirm/", follow=True)
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.DONE
+    assert job.import_run.conversion["converter"] == "slurm"
+    # The same totals as the command line's: the sums worked by hand above.
+    assert job.import_run.totals["USD"]["list"] == decimal_text(
+        F("0.16") + 6 + F("1.2") + (F(40) + F(10, 3600)) * F("0.02") + F("0.12") + F("2.4")
+        + F("0.18") + F("0.02")
+    )  # fmt: skip
+
+
+def test_the_admin_upload_needs_the_period_for_a_usage_export(admin_client, tmp_path, settings,
+                                                               config_path):  # fmt: skip
+    settings.OPENCHARGEBACK_CONFIG = config_path
+    settings.MEDIA_ROOT = tmp_path / "media"
+    src = tmp_path / "sacct.txt"
+    src.write_text(EXTRACT)
+    with src.open("rb") as handle:
+        data = {"files": [handle], "source": "hpc", "period": "", "input_format": "slurm"}
+        response = admin_client.post(UPLOAD, data, follow=True)
+    assert "needs the period it covers" in response.content.decode()
+    assert not ImportJob.objects.exists()
