@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from billing.models import AccountMapping, Charge, Flag, Import, Rate, Source
+from billing.models import AccountMapping, Charge, Flag, Import, ImportJob, Rate, Source
 from billing.usage import ConversionError, storage
 
 from .usage_fixtures import (
@@ -337,3 +337,36 @@ def test_a_rate_file_with_a_misspelt_term_is_refused(tmp_path):
     with pytest.raises(CommandError, match="rate 1: unknown key.s. allowance_quantity"):
         call_command("rates", "load", str(card))
     assert not Rate.objects.exists()
+
+
+UPLOAD = "/admin/billing/importjob/upload/"
+
+
+@pytest.mark.django_db
+def test_the_admin_upload_converts_a_qumulo_report_attributed_by_the_account_map(
+    admin_client, tmp_path, settings, config_path, django_capture_on_commit_callbacks
+):
+    # The upload carries no map file: the admin's account map attributes the path. 31 GB from
+    # 11 January for 21 days = 0.021 TB-months × 10.00 = 0.21, nothing free, nothing off.
+    settings.OPENCHARGEBACK_CONFIG = config_path
+    settings.MEDIA_ROOT = tmp_path / "media"
+    rate("standard", "10.00")
+    source = Source.objects.get_or_create(name="storage")[0]
+    AccountMapping.objects.create(source=source, account_id="/research_projects/engines", **ADA)
+    report = write(tmp_path, "qumulo-2026-01.json", QUMULO_JSON)
+    assert 'value="storage"' in admin_client.get(UPLOAD).content.decode()
+    with report.open("rb") as handle:
+        data = {"files": [handle], "source": "storage", "period": "2026-01"}
+        admin_client.post(UPLOAD, data | {"input_format": "storage"}, follow=True)
+    job = ImportJob.objects.get()
+    assert job.status == ImportJob.Status.CHECKED, job.error
+    assert (job.receipt["rows_read"], job.receipt["rows_flagged"]) == (1, 0)
+    assert job.receipt["conversion"]["notes"]["format"] == "qumulo"
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(f"/admin/billing/importjob/{job.pk}/confirm/", follow=True)
+    charge = Charge.objects.get()
+    assert (charge.pi.email, charge.consumed_quantity, charge.billed_cost) == (
+        "ada@example.edu",
+        D("0.021"),
+        D("0.21"),
+    )

@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from billing.models import Charge, Flag, Import, Rate, Source
+from billing.models import AccountMapping, Charge, Flag, Import, ImportJob, Rate, Source
 from billing.usage import ConversionError, tokens
 from billing.usage.pricing import RateCard
 
@@ -205,3 +205,33 @@ def test_unreadable_inputs_are_refused_by_name(tmp_path):
     broken = write(tmp_path, "broken.json", "{")
     with pytest.raises(CommandError, match="broken.json: not valid JSON"):
         convert(tmp_path, str(usage), "--map", str(broken))
+
+
+@pytest.mark.django_db
+def test_the_admin_upload_converts_a_chatgpt_edu_export(
+    admin_client, tmp_path, settings, config_path, django_capture_on_commit_callbacks
+):
+    # No map file with an upload: Ada is attributed by the admin's account map, Grace is not.
+    # Ada's credits and codex lines as priced by hand above; Grace's 10 credits at 0.50, free.
+    settings.OPENCHARGEBACK_CONFIG = config_path
+    settings.MEDIA_ROOT = tmp_path / "media"
+    rate("credits", "0.05", "credit", allowance_quantity=200, allowance_per="project")
+    rate("codex", "0.05", "credit", subsidy_percent=100)
+    openai = Source.objects.create(name="openai")
+    AccountMapping.objects.create(source=openai, account_id="ada@example.edu", **ADA)
+    edu = write(tmp_path, "chatgpt-edu-2026-01.csv", EDU_CSV)
+    with edu.open("rb") as handle:
+        data = {"files": [handle], "source": "openai", "period": "2026-01"}
+        admin_client.post("/admin/billing/importjob/upload/", data | {"input_format": "tokens"})
+    job = ImportJob.objects.get()
+    assert job.status == ImportJob.Status.CHECKED, job.error
+    assert (job.receipt["rows_read"], job.receipt["rows_flagged"]) == (3, 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(f"/admin/billing/importjob/{job.pk}/confirm/", follow=True)
+    assert sorted(
+        (c.sub_account_id, c.sku_id, c.list_cost, c.billed_cost) for c in Charge.objects.all()
+    ) == [
+        ("ada@example.edu", "tokens/codex", D("11.2415"), D("0")),
+        ("ada@example.edu", "tokens/credits", D("11.75"), D("1.75")),
+        ("grace@example.edu", "tokens/credits", D("0.5"), D("0")),
+    ]
