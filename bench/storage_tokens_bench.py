@@ -5,7 +5,7 @@
 Storage: `--paths` paths sampled nightly for 31 days (one CSV line per path per night).
 Tokens: a ChatGPT Edu export with one line per user, usage type and day. Each conversion runs in
 a child process (so its peak RSS is its own), prices against an in-memory rate card and writes the
-FOCUS rows to /dev/null. Prints lines, FOCUS rows, seconds, lines/s, peak MB and the load
+FOCUS rows to /dev/null. Prints lines, FOCUS rows, wall and CPU seconds, lines/s, peak MB and the load
 average before and after. Not part of the test suite.
 """
 
@@ -41,13 +41,16 @@ rates = [
              subsidy_percent=Decimal(100)),
 ]
 t = time.perf_counter()
+start = resource.getrusage(resource.RUSAGE_SELF)
+cpu0 = start.ru_utime + start.ru_stime
 conversion = convert_file({name!r}, {path!r}, period="2026-01",
                           options={{"card": RateCard(rates, origin="bench"), "stored_accounts": {{}}}})
 with open(os.devnull, "w") as out:
     rows = conversion.write(out)
 elapsed = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"rows": rows, "seconds": elapsed, "peak_mb": peak}}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu = usage.ru_utime + usage.ru_stime - cpu0
+print(json.dumps({{"rows": rows, "seconds": elapsed, "cpu": cpu, "peak_mb": usage.ru_maxrss / 1024}}))
 """
 
 
@@ -111,7 +114,8 @@ def main() -> None:
             result = run(name, path)
             print(
                 f"{name:8} {lines:>10,} lines → {result['rows']:>8,} FOCUS rows in "
-                f"{result['seconds']:6.1f} s ({lines / result['seconds']:>9,.0f} lines/s), "
+                f"{result['seconds']:6.1f} s, CPU {result['cpu']:5.1f} s "
+                f"({lines / result['seconds']:>9,.0f} lines/s), "
                 f"peak {result['peak_mb']:.0f} MB"
             )
     print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
