@@ -26,6 +26,7 @@ ADD_ALLOWED = {
         "billing.pi",
         "billing.project",
         "billing.accountmapping",
+        "billing.rate",  # the rate card of usage sources (docs/sources.md)
     },
     REVIEWER: {"billing.accountmapping"},
     VIEWER: set(),

@@ -258,3 +258,26 @@ def test_focus_rows_are_imported_unchanged_by_the_importer(tmp_path):
     assert charge.extra["x_SubsidyAmount"] == "0.01"
     assert charge.pi.email == "ada@example.edu"
     assert Charge.objects.get(sub_account_id="zed").flags != 0
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_second_rate_for_the_same_date_naming_the_first(admin_client):
+    first = Rate(service="hpc-cpu", key="gpu", unit="core-hour", effective_from=date(2026, 11, 1),
+                 list_price=D("0.01"))  # fmt: skip
+    rate_save(rate=first)
+    form = {
+        "service": "hpc-cpu", "key": "gpu", "unit": "core-hour", "effective_from": "2026-11-01",
+        "active": "on", "list_price": "0.02", "currency": "USD", "multiplier": "1",
+        "subsidy_percent": "0", "allowance_quantity": "0", "allowance_per": "",
+    }  # fmt: skip
+    page = admin_client.post("/admin/billing/rate/add/", form)
+    assert f"Rate #{first.pk} already prices hpc-cpu/gpu per core-hour from 2026-11-01" in (
+        page.content.decode()
+    )
+    assert Rate.objects.count() == 1
+    form["effective_from"] = "2026-11-16"
+    admin_client.post("/admin/billing/rate/add/", form)
+    added = Rate.objects.get(effective_from=date(2026, 11, 16))
+    event = AuditEvent.objects.get(action="rate.create", object_id=str(added.pk))
+    assert event.user.username == "admin"
+    assert event.after["list_price"] == "0.02"
