@@ -235,3 +235,42 @@ def test_the_admin_upload_converts_a_chatgpt_edu_export(
         ("ada@example.edu", "tokens/credits", D("11.75"), D("1.75")),
         ("grace@example.edu", "tokens/credits", D("0.5"), D("0")),
     ]
+
+
+@pytest.mark.django_db
+def test_the_earlier_tools_credit_pool_and_a_monthly_cap(tmp_path):
+    # 20,000 credits for 1,000.00: 0.05 a credit. A 10.00 monthly cap per project is 200 credits.
+    # Every usage type is `credits` here: Ada 235 + 224.83 = 459.83 credits, list 22.9915,
+    # 200 included (10.00), billed 12.9915. Grace: 10 credits, her own 200, nothing billed.
+    pricing = write(
+        tmp_path,
+        "pricing.json",
+        json.dumps(
+            {
+                "currency": "USD",
+                "credit_pools": [
+                    {
+                        "pool_id": "fy26",
+                        "effective_date": "2026-01-01",
+                        "credits_purchased": 20000,
+                        "purchase_amount": 1000,
+                    }
+                ],
+            }
+        ),
+    )
+    monthly = {"name": "provost", "type": "per_project_cap", "cap_amount": 10.00, "period": "month"}
+    subsidies = write(tmp_path, "subsidies.json", json.dumps({"subsidies": [monthly]}))
+    edu = write(tmp_path, "edu.csv", EDU_CSV)
+    mapping = write(tmp_path, "p.json", TOKENS_MAP_JSON)
+    args = [str(edu), "--rates", str(pricing), "--subsidies", str(subsidies), "--map", str(mapping)]
+    rows = convert(tmp_path, *args)
+    assert {r["SubAccountId"]: figures(r) for r in rows} == {
+        "ada@example.edu": ("459.83", "22.9915", "10", "0", "12.9915"),
+        "grace@example.edu": ("10", "0.5", "0.5", "0", "0"),
+    }
+    # A cap per fiscal year needs other months' usage: refused, naming the rule.
+    yearly = dict(monthly, period="fiscal_year")
+    write(tmp_path, "subsidies.json", json.dumps({"subsidies": [yearly]}))
+    with pytest.raises(CommandError, match="subsidy 'provost' .per_project_cap, per fiscal_year"):
+        convert(tmp_path, *args)

@@ -28,14 +28,14 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 
 from ..money import MONEY_CONTEXT
 from . import Conversion, ConversionError, Converter, month_bounds, register
-from .pricing import RateCard, price
+from .pricing import RateCard, RateSpec, price
 from .records import UsageRecord
 from .slurm import stored_accounts
 from .storage import Owner, _owner, parse_time, read_json, read_text
@@ -334,9 +334,78 @@ def _stored(options: dict) -> dict[str, dict]:
     return given if given is not None else stored_accounts(options.get("source"))
 
 
+# -- the earlier tool's pricing.json and subsidies.json ------------------------------------------
+
+
+def legacy_card(pricing: Path, subsidies: Path | None) -> RateCard:
+    """The earlier tool's credit pools (pricing.json) as `credits` rates, one per pool from its
+    effective date: price = purchase_amount / credits_purchased, which must be an exact decimal.
+    Its subsidies.json may add a monthly cap per project, as an allowance in credits (cap / price);
+    the other subsidy kinds are refused with the reason (docs/sources.md, "Rates and subsidies")."""
+    data = read_json(pricing)
+    pools = data.get("credit_pools") if isinstance(data, dict) else None
+    if not isinstance(pools, list) or not pools:
+        raise ConversionError(f"{pricing.name}: no credit_pools")
+    cap = _monthly_cap(subsidies) if subsidies else None
+    rates = []
+    for number, pool in enumerate(pools, start=1):
+        where = f"{pricing.name} pool {number}"
+        try:
+            amount = Decimal(str(pool["purchase_amount"]))
+            credits = Decimal(str(pool["credits_purchased"]))
+            effective = date.fromisoformat(str(pool["effective_date"]))
+            per_credit = MONEY_CONTEXT.divide(amount, credits)
+            allowance = MONEY_CONTEXT.divide(cap, per_credit) if cap else Decimal(0)
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise ConversionError(
+                f"{where}: needs purchase_amount, credits_purchased and effective_date, with a "
+                f"price per credit (and cap in credits) that is an exact decimal ({exc!r})"
+            ) from None
+        rates.append(
+            RateSpec(
+                service=SERVICE,
+                key=CREDITS_KEY,
+                unit=CREDIT_UNIT,
+                effective_from=effective,
+                list_price=per_credit,
+                currency=str(data.get("currency", "USD")),
+                allowance_quantity=allowance,
+                allowance_per="project" if allowance else "",
+                description=str(pool.get("pool_id", "")),
+            )
+        )
+    return RateCard(rates, origin=pricing.name)
+
+
+def _monthly_cap(path: Path) -> Decimal | None:
+    data = read_json(path)
+    rules = data.get("subsidies") if isinstance(data, dict) else None
+    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+        raise ConversionError(f"{path.name}: expected {{'subsidies': [...]}}")
+    rules = [r for r in rules if r.get("enabled", True)]
+    if len(rules) > 1:
+        raise ConversionError(f"{path.name}: one subsidy rule at a time, found {len(rules)}")
+    if not rules:
+        return None
+    rule = rules[0]
+    kind, period = rule.get("type"), rule.get("period")
+    if kind != "per_project_cap" or period != "month":
+        raise ConversionError(
+            f"{path.name}: subsidy {rule.get('name', '')!r} ({kind}, per {period}) is not "
+            "supported: only a monthly cap per project fits a monthly rate card (a yearly or "
+            "weekly cap depends on other months' usage; see docs/sources.md)"
+        )
+    return Decimal(str(rule["cap_amount"]))
+
+
 def convert(path: Path, *, period: str, options: dict) -> Conversion:
     owners = read_map(Path(options["map"]) if options.get("map") else None)
-    card = options.get("card") or RateCard.from_database()  # a caller's (tests, bench/)
+    card = options.get("card")  # a caller's (tests, bench/)
+    if card is None and options.get("rates"):
+        subsidies = Path(options["subsidies"]) if options.get("subsidies") else None
+        card = legacy_card(Path(options["rates"]), subsidies)
+    elif card is None:
+        card = RateCard.from_database()
     fmt, uses = stream_uses(path)
     counted = _Counter(uses)
     usage = records(counted, owners, card, period, _stored(options))
@@ -384,6 +453,16 @@ def add_arguments(parser) -> None:
         metavar="FILE",
         help="User or workspace → pi_email, project_id, fund_org: CSV (user or workspace column) "
         "or the earlier tool's projects.json.",
+    )
+    parser.add_argument(
+        "--rates",
+        metavar="FILE",
+        help="The earlier tool's pricing.json (credit pools) instead of the rate card.",
+    )
+    parser.add_argument(
+        "--subsidies",
+        metavar="FILE",
+        help="With --rates: the earlier tool's subsidies.json (a monthly cap per project only).",
     )
 
 
