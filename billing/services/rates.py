@@ -111,6 +111,12 @@ def _decimal(entry: dict, name: str, where: str, default="0") -> Decimal:
         raise RateError(f"{where}: {name} is not a number: {value!r}") from None
 
 
+_KEYS = {
+    "service", "key", "unit", "effective_from", "list_price", "currency", "subsidy_percent",
+    "allowance", "allowance_per", "multiplier", "pricing_unit", "description", "active",
+}  # fmt: skip
+
+
 def parse_rate_file(path: str | Path) -> list[Rate]:
     """The rates of a YAML rate card, unsaved. Format: docs/sources.md ("Rate cards")."""
     try:
@@ -127,6 +133,11 @@ def parse_rate_file(path: str | Path) -> list[Rate]:
         where = f"{path} rate {number}"
         if not isinstance(entry, dict):
             raise RateError(f"{where}: expected a mapping")
+        unknown = sorted(set(entry) - _KEYS)
+        if unknown:  # a misspelt term would silently price without it
+            raise RateError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}"
+            )
         missing = [
             k for k in ("service", "key", "unit", "effective_from", "list_price") if k not in entry
         ]

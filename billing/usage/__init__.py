@@ -128,4 +128,4 @@ __all__ = [
 ]
 
 # Converters register themselves on import.
-from . import slurm  # noqa: E402, F401
+from . import slurm, storage, tokens  # noqa: E402, F401
