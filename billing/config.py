@@ -7,6 +7,9 @@ with neither, the built-in defaults apply. Errors name the key that is wrong
 
 from __future__ import annotations
 
+import copy
+import difflib
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,253 @@ ATTRIBUTION_FIELDS = (
 # a PI whose name is still empty (docs/configuration.md, "PI names").
 TAG_MAPPING_FIELDS = (*ATTRIBUTION_FIELDS, "pi_name")
 DEFAULT_TAG_MAPPING = {name: name for name in TAG_MAPPING_FIELDS}
+
+logger = logging.getLogger(__name__)
+
+# Every key the file may hold, by section ("sources[]": each entry of `sources`). A key not here
+# is refused, naming the nearest known one: a misspelt key must never be silently ignored.
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("institution", "currency", "tag_mapping", "sources", "review", "journal", "email"),
+    "institution": ("name", "contact_email"),
+    "sources[]": ("name", "pattern", "display_name", "credit_fund_org", "account_code"),
+    "review": ("flag_patterns", "fund_org_patterns"),
+    "journal": (
+        "fund_org_regex",
+        "default_account",
+        "account_tag",
+        "description_template",
+        "description_limit",
+    ),
+    "email": ("from_address", "from_name", "subject_template"),
+}
+
+# The earlier tool's keys that have no place in this file, and where their value goes now.
+EARLIER_REFUSED: dict[str, str] = {
+    "dev_mode": (
+        "set DJANGO_EMAIL_BACKEND in the environment instead (the default writes mail to files; "
+        "django.core.mail.backends.smtp.EmailBackend sends it)"
+    ),
+    "database": (
+        "set DATABASE_URL in the environment instead (postgres://user@host:5432/name; unset: "
+        "SQLite under OPENCHARGEBACK_HOME)"
+    ),
+    "smtp": (
+        "set EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD and EMAIL_USE_TLS in "
+        "the environment instead"
+    ),
+    "output": (
+        "set OPENCHARGEBACK_HOME in the environment instead: statements, journals and mail "
+        "files are kept under it"
+    ),
+    "logging": "remove it: logs go to the console; set LOG_LEVEL in the environment",
+    "web": (
+        "remove it: set DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS in the environment, create "
+        "users with `openchargeback createsuperuser` and in the admin, and serve with "
+        "`openchargeback serve`"
+    ),
+    "journal.template": (
+        "remove it: journal layouts are journal templates in the admin (docs/journals.md)"
+    ),
+    "journal.account_code_regex": (
+        "remove it: a GL account is checked by the journal template's layout, not a pattern"
+    ),
+}
+# The earlier tool's {placeholders} in journal descriptions, as this product's template names.
+EARLIER_DESCRIPTION_VARIABLES = {
+    "source": "source",
+    "period": "period",
+    "fund_org": "fund_org",
+    "pi_email": "pi_email",
+    "project_id": "project",
+}
+
+
+def _nearest(name: str, section: str) -> str:
+    """' (did you mean X?)' for the known key nearest to `name`, anywhere in the file (a key in
+    its own section wins a near tie); else the section's known keys."""
+    best, best_score = "", 0.0
+    for sec, keys in KNOWN_KEYS.items():
+        for key in keys:
+            score = difflib.SequenceMatcher(None, name, key).ratio()
+            score += 0.05 if sec == section else 0
+            if score > best_score:
+                best, best_score = _dotted(sec, key), score
+    if best_score >= 0.65:
+        return f" (did you mean {best}?)"
+    return f" (known keys here: {', '.join(KNOWN_KEYS.get(section, ()))})"
+
+
+def _dotted(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
+def _unknown_keys(data: dict, problems: list[str]) -> None:
+    """Every key of the file that is not known, with the nearest known one."""
+
+    def check(mapping, section: str, where: str) -> None:
+        if not isinstance(mapping, dict):
+            return  # a wrong type is reported by the parser, naming the key
+        for name in mapping:
+            if str(name) not in KNOWN_KEYS[section]:
+                problems.append(f"{where}{name}: unknown key{_nearest(str(name), section)}")
+
+    check(data, "", "")
+    for section in ("institution", "review", "journal", "email"):
+        check(data.get(section), section, f"{section}.")
+    if isinstance(data.get("sources"), list):
+        for i, entry in enumerate(data["sources"]):
+            check(entry, "sources[]", f"sources[{i}].")
+
+
+def _earlier_keys(data: dict, problems: list[str], warnings: list[str]) -> bool:
+    """Convert the earlier tool's keys that have a meaning here, in `data`; report the others
+    as problems naming their new spelling. True when the file has any of them."""
+    earlier = False
+    for dotted, advice in EARLIER_REFUSED.items():
+        section, _, name = dotted.rpartition(".")
+        holder = data.get(section) if section else data
+        if isinstance(holder, dict) and name in holder:
+            earlier = True
+            problems.append(f"{dotted}: the earlier tool's key; {advice}")
+            del holder[name]
+
+    imports = data.get("imports")
+    if "imports" in data:
+        earlier = True
+        del data["imports"]
+        if not isinstance(imports, dict):
+            imports = {}
+        for name in imports:
+            if name != "known_sources":
+                problems.append(f"imports.{name}: unknown key (sources live in `sources`)")
+        if "known_sources" in imports:
+            if "sources" in data:
+                problems.append(
+                    "imports.known_sources: the earlier tool's spelling of `sources`, and "
+                    "`sources` is given too; keep one (`sources`)"
+                )
+            else:
+                converted = _earlier_sources(imports.get("known_sources"), problems)
+                data["sources"] = converted
+                names = ", ".join(f"{c['display_name']} → {c['name']}" for c in converted)
+                warnings.append(
+                    "imports.known_sources: the earlier tool's spelling, read as `sources` "
+                    f"({names or 'none'}); its fund_org is credit_fund_org here"
+                )
+
+    email = data.get("email")
+    if isinstance(email, dict) and isinstance(email.get("subject_template"), str):
+        subject = email["subject_template"]
+        if "{billing_period}" in subject:
+            earlier = True
+            email["subject_template"] = subject.replace("{billing_period}", "{period}")
+            warnings.append(
+                "email.subject_template: {billing_period} is the earlier tool's spelling, read "
+                "as {period}"
+            )
+
+    journal = data.get("journal")
+    if isinstance(journal, dict):
+        sides = {
+            k: journal.pop(k) for k in ("debit_description", "credit_description") if k in journal
+        }
+        if sides:
+            earlier = True
+            if journal.get("description_template"):
+                problems.append(
+                    f"journal.{'/'.join(sides)}: the earlier tool's spelling of "
+                    "journal.description_template, which is given too; keep one"
+                )
+            else:
+                template = _earlier_description(sides, problems)
+                if template is not None:
+                    journal["description_template"] = template
+                    warnings.append(
+                        f"journal.{'/'.join(sides)}: the earlier tool's spelling, read as "
+                        f"journal.description_template: {template!r}"
+                    )
+    return earlier
+
+
+def _earlier_sources(entries: Any, problems: list[str]) -> list[dict]:
+    if not isinstance(entries, list):
+        problems.append(f"imports.known_sources: expected list, got {entries!r}")
+        return []
+    converted = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            problems.append(f"imports.known_sources[{i}]: expected mapping, got {entry!r}")
+            continue
+        for name in entry:
+            if name not in ("name", "pattern", "fund_org", "account_code"):
+                problems.append(f"imports.known_sources[{i}].{name}: unknown key")
+        label = str(entry.get("name") or "").strip()
+        slug = re.sub(r"[^a-z0-9_.-]+", "_", label.lower()).strip("_.-")
+        if not slug:
+            problems.append(f"imports.known_sources[{i}].name: expected a name, got {label!r}")
+            continue
+        source = {"name": slug, "display_name": label}
+        pattern = entry.get("pattern")
+        if pattern:
+            source["pattern"] = pattern
+        if entry.get("fund_org"):
+            source["credit_fund_org"] = entry["fund_org"]
+        if entry.get("account_code"):
+            source["account_code"] = entry["account_code"]
+        converted.append(source)
+    return converted
+
+
+def _earlier_description(sides: dict, problems: list[str]) -> str | None:
+    """The earlier tool's {placeholder} descriptions as one Django template."""
+    texts = {}
+    for key, text in sides.items():
+        if not isinstance(text, str):
+            problems.append(f"journal.{key}: expected text, got {text!r}")
+            return None
+
+        def name(match, key=key):
+            variable = EARLIER_DESCRIPTION_VARIABLES.get(match.group(1))
+            if variable is None:
+                problems.append(
+                    f"journal.{key}: {{{match.group(1)}}} has no equivalent (known: "
+                    f"{', '.join('{' + v + '}' for v in EARLIER_DESCRIPTION_VARIABLES)})"
+                )
+                return match.group(0)
+            return "{{ " + variable + " }}"
+
+        texts[key] = re.sub(r"\{(\w+)\}", name, text).strip()
+    debit = texts.get("debit_description", "")
+    credit = texts.get("credit_description", "")
+    if not debit or not credit or debit == credit:
+        return debit or credit
+    return "{% if is_debit %}" + debit + "{% else %}" + credit + "{% endif %}"
+
+
+def _earlier_patterns(review: dict, warnings: list[str]) -> None:
+    """The earlier tool matched flag patterns without regard to case, and fund/org patterns at
+    the start of the value (a prefix). Here both are exact: say so, and keep the file's meaning
+    by writing it out, (?i) and .*, in the patterns that get seeded."""
+    flags = review.get("flag_patterns")
+    if isinstance(flags, list) and flags:
+        review["flag_patterns"] = [
+            p if not isinstance(p, str) or p.startswith("(?i)") else f"(?i){p}" for p in flags
+        ]
+        warnings.append(
+            "review.flag_patterns: the earlier tool matched these without regard to case; "
+            "here a pattern is case-sensitive unless it says (?i), so they are read as "
+            f"{review['flag_patterns']!r}; write them so to silence this warning"
+        )
+    funds = review.get("fund_org_patterns")
+    if isinstance(funds, list) and funds:
+        review["fund_org_patterns"] = [
+            p if not isinstance(p, str) or p.endswith(".*") else f"(?:{p}).*" for p in funds
+        ]
+        warnings.append(
+            "review.fund_org_patterns: the earlier tool matched these at the start of a "
+            "fund/org (a prefix); here a fund/org must match in full, so they are read as "
+            f"{review['fund_org_patterns']!r}; write them so to silence this warning"
+        )
 
 
 class ConfigError(Exception):
@@ -76,6 +326,8 @@ class BillingConfig:
     journal: JournalConfig = field(default_factory=JournalConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     path: str = ""
+    # What loading said without refusing (the earlier tool's keys converted, meanings changed).
+    warnings: tuple[str, ...] = ()
 
     def source(self, name: str) -> SourceConfig | None:
         for source in self.sources:
@@ -152,6 +404,24 @@ def parse_config(data: Any, path: str = "") -> BillingConfig:
     if data is None:
         data = {}
     _expect(data, dict, "top level")
+    data = copy.deepcopy(data)
+    problems: list[str] = []
+    warnings: list[str] = []
+    earlier = _earlier_keys(data, problems, warnings)
+    currency_text = data.get("currency")
+    if isinstance(currency_text, str) and currency_text.strip() in ("$", "€", "£", "¥"):
+        problems.append(
+            f"currency: {currency_text!r} is a symbol (the earlier tool's meaning); give the "
+            "ISO 4217 code, e.g. USD"
+        )
+        del data["currency"]
+    _unknown_keys(data, problems)
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} key(s) to change:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+    if earlier and isinstance(data.get("review"), dict):
+        _earlier_patterns(data["review"], warnings)
 
     institution = _section(data, "institution", dict)
     currency = _text(data, "currency", "", "USD").upper()
@@ -163,7 +433,9 @@ def parse_config(data: Any, path: str = "") -> BillingConfig:
     for name, tag_key in raw_mapping.items():
         if name not in TAG_MAPPING_FIELDS:
             known = ", ".join(TAG_MAPPING_FIELDS)
-            raise ConfigError(f"tag_mapping.{name}: unknown field (known fields: {known})")
+            near = difflib.get_close_matches(str(name), TAG_MAPPING_FIELDS, n=1, cutoff=0.6)
+            hint = f"did you mean tag_mapping.{near[0]}? " if near else ""
+            raise ConfigError(f"tag_mapping.{name}: unknown field ({hint}known fields: {known})")
         if not isinstance(tag_key, str) or not tag_key.strip():
             raise ConfigError(f"tag_mapping.{name}: expected a tag key, got {tag_key!r}")
         mapping[name] = tag_key.strip()
@@ -225,6 +497,7 @@ def parse_config(data: Any, path: str = "") -> BillingConfig:
             subject_template=_text(email, "subject_template", "email", defaults.subject_template),
         ),
         path=path,
+        warnings=tuple(warnings),
     )
 
 
@@ -245,6 +518,9 @@ def load_config(path: str | Path | None = None) -> BillingConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     try:
-        return parse_config(data, str(path))
+        config = parse_config(data, str(path))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    for warning in config.warnings:
+        logger.warning("%s: %s", path, warning)
+    return config

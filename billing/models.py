@@ -7,6 +7,7 @@ billing/services.py, which records an audit event for each change.
 from __future__ import annotations
 
 import enum
+import re
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -145,6 +146,56 @@ class Project(models.Model):
         return self.code
 
 
+class ReviewPattern(models.Model):
+    """A regular expression the review uses: a flag pattern (a row whose service name, resource
+    id or resource name it finds is flagged) or a fund/org pattern (a fund/org must match one in
+    full, or the row is flagged).
+
+    The configuration file's `review` section seeds these rows (billing/services/patterns.py);
+    after that the rows are what imports, review and journals use, edited in the admin, each
+    change audited (billing/reference_audit.py).
+    """
+
+    class Kind(models.TextChoices):
+        FLAG = "flag", "Flag pattern"
+        FUND_ORG = "fund_org", "Fund/org pattern"
+
+    class Origin(models.TextChoices):
+        CONFIG = "config", "Configuration file"
+        ADMIN = "admin", "Admin"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    pattern = models.CharField(max_length=500, help_text="A Python regular expression.")
+    # Matches without regard to case (the earlier tool's flag patterns did).
+    ignore_case = models.BooleanField(default=False)
+    # A disabled pattern is kept (and not seeded again from the file) but not used.
+    enabled = models.BooleanField(default=True)
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.ADMIN)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "pattern"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "pattern"], name="review_pattern_unique"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["flag", "fund_org"]), name="review_pattern_kind_valid"
+            ),
+            models.CheckConstraint(condition=~Q(pattern=""), name="review_pattern_not_empty"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.pattern}"
+
+    def clean(self):
+        super().clean()
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValidationError({"pattern": f"Not a valid regular expression: {exc}"}) from None
+
+
 class AccountMapping(models.Model):
     """Attribution for a cloud account (sub-account or billing account id) when tags lack it.
 
@@ -225,6 +276,10 @@ class Import(models.Model):
     # Per month, never netted across months: {"2026-01": {"rows_added": 3, "rows_removed": 1,
     # "rows_unchanged": 9, "billed_change": {"USD": "-12.50"}}}
     changes = models.JSONField(default=dict, blank=True)
+    # How usage became these FOCUS rows, when a converter made them (billing/usage): {"converter":
+    # "slurm", "rate_card": {"version": "…", "rate_ids": [..]}, "allowances": [...], ...}.
+    # Empty for a FOCUS file delivered as it is.
+    conversion = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -497,6 +552,7 @@ class ImportJob(models.Model):
     """
 
     class Status(models.TextChoices):
+        SOURCE = "source", "Waiting for its source"  # one file of a batch, source not guessed
         CHECKING = "checking", "Checking (dry run)"
         CHECKED = "checked", "Checked, waiting for confirmation"
         QUEUED = "queued", "Queued"
@@ -513,6 +569,9 @@ class ImportJob(models.Model):
     source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.PROTECT)
     requested_period = models.CharField(max_length=7, blank=True)
     append = models.BooleanField(default=False)
+    # "focus" or a converter's name in billing.usage.CONVERTERS (slurm, storage, tokens): the
+    # upload is converted to FOCUS rows before the dry run.
+    input_format = models.CharField(max_length=30, default="focus")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.CHECKING)
     # [{"name": "aws_2026-10.csv", "path": "uploads/12/aws_2026-10.csv", "size": 1234}]
     files = models.JSONField(default=list)
@@ -523,6 +582,9 @@ class ImportJob(models.Model):
     import_run = models.ForeignKey(
         Import, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Jobs made by one upload of several sources' files (one job, and one import, per file)
+    # share a batch: a random hex key, empty for an upload of one source.
+    batch = models.CharField(max_length=32, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -580,3 +642,73 @@ class PIDelegate(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class Rate(models.Model):
+    """One effective-dated price of a usage service (HPC, storage, tokens), with its subsidy rule.
+
+    A rate applies from `effective_from` (00:00 UTC) until the next rate for the same (service,
+    key, unit). Priced by billing/usage/pricing.py: the allowance first, then the percentage on
+    what is left (docs/sources.md). Changed through the admin or `openchargeback rates load`;
+    both are audited (billing/reference_audit.py).
+    """
+
+    class Per(models.TextChoices):
+        PI = "pi", "per PI per month"
+        PROJECT = "project", "per project per month"
+
+    service = models.CharField(
+        max_length=50, help_text="What is billed, e.g. hpc-cpu, hpc-gpu, storage, tokens."
+    )
+    key = models.CharField(
+        max_length=200, help_text="Partition, GPU type, storage tier or model name."
+    )
+    unit = models.CharField(
+        max_length=50, help_text="The consumed unit, e.g. core-hour, gpu-hour, TB-month."
+    )
+    effective_from = models.DateField(help_text="First day (UTC) this rate applies.")
+    # Pricing units per consumed unit (service units per core-hour); 1 when billed as consumed.
+    multiplier = models.DecimalField(max_digits=20, decimal_places=6, default=1)
+    pricing_unit = models.CharField(
+        max_length=50, blank=True, help_text="Unit the list price is per, if not the consumed unit."
+    )
+    # Currency per pricing unit, exact (billing/money.py).
+    list_price = MoneyField()
+    currency = models.CharField(max_length=3, default="USD")
+    subsidy_percent = models.DecimalField(
+        max_digits=5, decimal_places=2, default=0, help_text="0–100, applied after the allowance."
+    )
+    allowance_quantity = models.DecimalField(
+        max_digits=24,
+        decimal_places=6,
+        default=0,
+        help_text="Consumed units included free each month (0 = none), before the percentage.",
+    )
+    allowance_per = models.CharField(max_length=10, choices=Per.choices, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service", "key", "unit", "effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "key", "unit", "effective_from"], name="rate_unique_per_date"
+            ),
+            models.CheckConstraint(
+                condition=Q(subsidy_percent__gte=0) & Q(subsidy_percent__lte=100),
+                name="rate_subsidy_percent_0_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(allowance_quantity__gte=0), name="rate_allowance_not_negative"
+            ),
+            models.CheckConstraint(condition=Q(multiplier__gt=0), name="rate_multiplier_positive"),
+            models.CheckConstraint(
+                condition=Q(allowance_quantity=0) | ~Q(allowance_per=""),
+                name="rate_allowance_names_its_holder",
+            ),
+        ]
+
+    def __str__(self):
+        unit = self.pricing_unit or self.unit
+        return f"{self.service}/{self.key} per {unit} from {self.effective_from}"

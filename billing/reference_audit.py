@@ -1,4 +1,5 @@
-"""Reference data edits are audited: PI, Project and Source (AccountMapping: its services).
+"""Reference data edits are audited: PI, Project, Rate, Source, ReviewPattern (AccountMapping:
+its services).
 
 Signals (pre_save, post_save, post_delete) write one AuditEvent per create, change or delete with
 the changed fields before and after, whichever path saves the row: the admin, a service, a
@@ -19,10 +20,10 @@ from django.db.models.signals import post_delete, post_save, pre_save
 
 from accounts.services import audit_record
 
-from .models import PI, Project, Source
+from .models import PI, Project, Rate, ReviewPattern, Source
 
 # AccountMapping is audited by billing/services/mappings.py, which the admin calls.
-AUDITED = (PI, Project, Source)
+AUDITED = (PI, Project, Rate, Source, ReviewPattern)
 SKIPPED_FIELDS = {"id", "created_at", "updated_at"}
 
 _paused = contextvars.ContextVar("oc_reference_audit_paused", default=False)

@@ -27,6 +27,7 @@ from django.utils import timezone
 from billing.config import BillingConfig
 from billing.models import BillingPeriod
 from billing.money import ZERO, exact_sum, money_text
+from billing.services.patterns import with_review_patterns
 from openchargeback.csvsafe import clean_cell
 
 from . import selectors
@@ -186,6 +187,7 @@ def journal_build(
         raise JournalRefused(
             [f"template {template.name!r}, {k}: {' '.join(v)}" for k, v in exc.errors.items()]
         ) from None
+    config = with_review_patterns(config)
     regex = config.journal.fund_org_regex
     missing = sorted(segments_used(template) - set(regex.groupindex))
     if missing:

@@ -2,7 +2,9 @@
 
 `openchargeback ingest …` is `python manage.py ingest …`. Command names may be written with
 hyphens, as the earlier tool's CLI had them (`export-journal` runs `export_journal`).
-`openchargeback serve` is the development server (accounts/management/commands/serve.py).
+`openchargeback serve` is the development server (accounts/management/commands/serve.py),
+`openchargeback version` prints the product's version. A command that needs tables, run
+before `migrate`, says to run `migrate` instead of printing a traceback.
 """
 
 import os
@@ -17,4 +19,32 @@ def main(argv: list[str] | None = None) -> None:
     if len(argv) > 1 and not argv[1].startswith("-"):
         name = argv[1]
         argv[1] = name.replace("-", "_")
-    execute_from_command_line(argv)
+    if argv[1:] in (["version"], ["--version"]):
+        # Django answers both itself with its own version, before any command runs.
+        print(f"OpenChargeback {product_version()}")
+        return
+    from django.db import DatabaseError
+
+    from .migrated import NOT_MIGRATED, is_missing_table
+
+    try:
+        execute_from_command_line(argv)
+    except DatabaseError as exc:
+        if not is_missing_table(exc):
+            raise
+        sys.stderr.write(f"CommandError: {NOT_MIGRATED}\n  ({exc})\n")
+        sys.exit(1)
+
+
+def product_version() -> str:
+    """The installed package's version (pyproject.toml), not Django's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("openchargeback")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        import tomllib
+        from pathlib import Path
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]

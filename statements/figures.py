@@ -30,6 +30,7 @@ from django.db.models import Case, Count, DateTimeField, Value, When
 from django.db.models.functions import Coalesce, TruncMonth
 
 from billing.models import PI, BillingPeriod, Charge, Flag, Project
+from billing.money import MONEY_CONTEXT as MONEY
 from billing.money import ZERO, ExactSum, exact_sum, money_text
 from billing.rounding import allocate_cents
 
@@ -112,6 +113,22 @@ class Line:
 
 
 @dataclass
+class Reduction:
+    """Part of a section's discount, named: an allowance ("first 10,000 core-hours included")
+    or a subsidy percentage, from the x_AllowanceAmount / x_SubsidyAmount columns that usage
+    converters write (billing/usage). Allocated from the section's rounded discount, so a
+    section's reductions (and its "other discount", if any) add up to its discount to the cent.
+    """
+
+    kind: str  # "allowance" or "subsidy"
+    label: str
+    exact_amount: Decimal
+    quantity: Decimal | None = None  # consumed units the allowance included
+    unit: str = ""
+    amount: Decimal = ZERO
+
+
+@dataclass
 class Section:
     """A section: one service's usage, or one labelled kind of line (credits, a correction)."""
 
@@ -122,6 +139,7 @@ class Section:
     lines: list[Line] = field(default_factory=list)
     list_amount: Decimal = ZERO
     due_amount: Decimal = ZERO
+    reductions: list[Reduction] = field(default_factory=list)
 
     @property
     def discount_amount(self) -> Decimal:
@@ -206,6 +224,13 @@ class StatementFigures:
         }
         if self.note:  # only when set: hashes of statements without a note stay as they were
             data["note"] = self.note
+        reductions = [
+            [i, r.kind, r.label, money_text(r.amount)]
+            for i, s in enumerate(self.sections)
+            for r in s.reductions
+        ]
+        if reductions:  # likewise: only statements of converted usage carry them
+            data["reductions"] = reductions
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -227,6 +252,18 @@ def _allocate(figures: StatementFigures) -> None:
         line_lists = allocate_cents({j: section.lines[j].exact_list for j in n}, lists[i])
         for j, line in enumerate(section.lines):
             line.due_amount, line.list_amount = line_dues[j], line_lists[j]
+        if section.reductions:
+            _allocate_reductions(section)
+
+
+def _allocate_reductions(section: Section) -> None:
+    """The section's rounded discount over its named reductions and the rest (exact shares)."""
+    exact_discount = MONEY.subtract(section.exact_list, section.exact_billed)
+    parts = {i: r.exact_amount for i, r in enumerate(section.reductions)}
+    parts["other"] = MONEY.subtract(exact_discount, exact_sum(parts.values()))
+    amounts = allocate_cents(parts, section.discount_amount)
+    for i, reduction in enumerate(section.reductions):
+        reduction.amount = amounts[i]
 
 
 def _month_key(value) -> str:
@@ -310,6 +347,7 @@ def statement_figures(
                 exact_list=row["listed"] or ZERO,
             )
         )
+    _attach_reductions(charges, sections)
     # Lines that differ only in category/class fold into one per resource within a section.
     for figures in groups.values():
         for section in figures.sections:
@@ -321,6 +359,54 @@ def statement_figures(
         groups.values(),
         key=lambda f: (f.pi_email, f.project_code, f.fund_org, f.currency),
     )
+
+
+def _attach_reductions(charges, sections: dict[tuple, Section]) -> None:
+    """Allowance and subsidy lines of usage sections, from converted usage's own columns.
+
+    Only rows a usage converter wrote carry x_Converter; there are few of them (one per account,
+    partition and resource a month), so they are summed here, exactly, from their text.
+    """
+    rows = charges.filter(
+        extra__has_key="x_Converter", charge_category__iexact="usage"
+    ).values_list(*GROUP_FIELDS, "service_name", "consumed_unit", "extra")
+    found: dict[tuple, dict[tuple, list]] = defaultdict(dict)
+    for pi_id, project_id, fund_org, currency, service, unit, extra in rows.iterator(2000):
+        skey = ((pi_id, project_id, fund_org, currency), "usage", service or "", "")
+        allowance = _decimal(extra.get("x_AllowanceAmount"))
+        if allowance:
+            slot = found[skey].setdefault(("allowance", unit or ""), [ZERO, ZERO])
+            slot[0] = exact_sum((slot[0], allowance))
+            slot[1] = exact_sum((slot[1], _decimal(extra.get("x_AllowanceQuantity"))))
+        subsidy = _decimal(extra.get("x_SubsidyAmount"))
+        if subsidy:
+            percent = _decimal(extra.get("x_SubsidyPercent"))
+            slot = found[skey].setdefault(("subsidy", percent), [ZERO, ZERO])
+            slot[0] = exact_sum((slot[0], subsidy))
+    for skey, named in found.items():
+        section = sections.get(skey)
+        if section is None:
+            continue
+        for (kind, detail), (amount, quantity) in sorted(named.items(), key=lambda i: str(i[0])):
+            if kind == "allowance":
+                label = f"Allowance: first {_quantity(quantity)} {detail}s included"
+                section.reductions.append(Reduction(kind, label, amount, quantity, detail))
+            else:
+                label = f"Subsidy ({_quantity(detail)}%)"
+                section.reductions.append(Reduction(kind, label, amount))
+
+
+def _decimal(text) -> Decimal:
+    try:
+        return Decimal(str(text)) if text not in (None, "") else ZERO
+    except decimal.InvalidOperation:
+        return ZERO
+
+
+def _quantity(value: Decimal) -> str:
+    """10000 -> '10,000'; 2.5 -> '2.5' (exact, no trailing zeros)."""
+    text = f"{value.normalize():,f}" if value else "0"
+    return text
 
 
 def _merge_lines(lines: list[Line]) -> list[Line]:

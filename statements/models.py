@@ -174,6 +174,9 @@ class StatementLine(models.Model):
     class Kind(models.TextChoices):
         SECTION = "section", "Section"
         DETAIL = "detail", "Detail"
+        # Names part of its section's discount (an allowance, a subsidy); list and due are 0,
+        # so sums of detail lines are unchanged; the amount is in discount_amount.
+        REDUCTION = "reduction", "Reduction"
 
     statement = models.ForeignKey(Statement, on_delete=models.CASCADE, related_name="lines")
     kind = models.CharField(max_length=10, choices=Kind.choices)

@@ -507,6 +507,19 @@ def _detail_table(data: PdfData) -> list:
                 ]
             )
             kinds.append("line")
+        # Named parts of the section's discount: already in the lines above, so only the
+        # discount column has a figure.
+        for r in getattr(s, "reductions", ()):
+            rows.append(
+                [
+                    fit("   " + r.label, widths[0] + widths[1] - 6),
+                    "",
+                    "",
+                    money(r.amount),
+                    "",
+                ]
+            )
+            kinds.append("line")
         rows.append(
             [
                 fit(f"   Subtotal {s.label}", widths[0] + widths[1] - 6, BOLD),

@@ -12,6 +12,7 @@ from billing.models import BillingPeriod
 
 from .figures import (  # noqa: F401  (re-exported: one import path for readers)
     Line,
+    Reduction,
     Section,
     StatementFigures,
     billable_total,
@@ -38,6 +39,17 @@ def statement_sections(statement: Statement, lines=None) -> list[Section]:
                 corrects_period=line.corrects_period,
                 list_amount=line.list_amount,
                 due_amount=line.due_amount,
+            )
+        elif line.kind == StatementLine.Kind.REDUCTION:
+            sections[line.section].reductions.append(
+                Reduction(
+                    kind=line.service_name,
+                    label=line.label,
+                    exact_amount=line.discount_amount,
+                    quantity=line.quantity,
+                    unit=line.unit,
+                    amount=line.discount_amount,
+                )
             )
         else:
             sections[line.section].lines.append(

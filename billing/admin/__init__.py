@@ -6,13 +6,25 @@
 - imports.py    import receipts
 - upload.py     uploading files to import, and the upload's progress page
 - pis.py        PIs, their delegates and portal invitations
+- rates.py      rate cards of usage sources (HPC, storage, tokens)
 - reference.py  sources, projects and the account map
+- patterns.py   review patterns and their test against a period
 - widgets.py    filters, search and paging shared by the lists
 """
 
 from django.contrib import admin
 
-from . import charges, imports, periods, pis, reference, review, upload  # noqa: F401
+from . import (  # noqa: F401
+    charges,
+    imports,
+    patterns,
+    periods,
+    pis,
+    rates,
+    reference,
+    review,
+    upload,
+)
 from .periods import register_period_action
 from .reference import AccountMappingResource
 

@@ -5,6 +5,9 @@ Pages (ImportJobAdmin.get_urls, each wrapped in admin_site.admin_view):
 - billing/importjob/<id>/job/        a job: its dry-run receipt, progress, or its refusal
 - billing/importjob/<id>/confirm/    POST: import through the same service as the command line
 - billing/importjob/<id>/discard/    POST: delete the stored files
+- billing/importjob/<id>/source/     POST: give a file of a batch its source (checked again)
+- billing/importjob/batch/<key>/     an upload of several sources: each file, its source, receipt
+- billing/importjob/batch/<key>/confirm/  POST: import each checked file, one import per file
 
 Uploading, confirming and discarding need `billing.add_import` (the finance admin role); the
 job pages need `billing.view_importjob`. Writes go through billing/services/uploads.py.
@@ -12,11 +15,13 @@ job pages need `billing.view_importjob`. Writes go through billing/services/uplo
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.validators import RegexValidator
-from django.http import HttpResponseNotAllowed
+from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -24,7 +29,9 @@ from django.utils.html import format_html
 
 from ..config import ConfigError, load_config
 from ..models import Flag, ImportJob
+from ..money import cents_text
 from ..services import uploads
+from ..usage import CONVERTERS
 
 IMPORT_PERMISSION = "billing.add_import"
 RUNNING = (ImportJob.Status.CHECKING, ImportJob.Status.QUEUED, ImportJob.Status.IMPORTING)
@@ -51,8 +58,9 @@ class MultipleFileField(forms.FileField):
 
 class UploadForm(forms.Form):
     files = MultipleFileField(
-        label="FOCUS files",
-        help_text=".csv, .csv.gz or .parquet; several files of one source at once.",
+        label="Files",
+        help_text="FOCUS: .csv, .csv.gz or .parquet, several files of one source at once. "
+        "A usage export: one file.",
     )
     source = forms.ChoiceField(
         required=False,
@@ -67,6 +75,20 @@ class UploadForm(forms.Form):
         "are flagged for review.",
         widget=forms.TextInput(attrs={"placeholder": "YYYY-MM", "size": 9}),
     )
+    input_format = forms.ChoiceField(
+        required=False,  # absent: FOCUS files, as before there were converters
+        label="Format",
+        initial="focus",
+        help_text="A usage export (Slurm sacct, storage, tokens) is converted to FOCUS with the "
+        "stored rates and account map; it needs the period. One file at a time.",
+    )
+    separate = forms.BooleanField(
+        required=False,
+        label="One import per file",
+        help_text="For files of several sources: each file's source is guessed from its own "
+        "name (you can change it before importing), and each file is its own import with its "
+        "own receipt.",
+    )
     append = forms.BooleanField(
         required=False,
         label="Append",
@@ -79,6 +101,19 @@ class UploadForm(forms.Form):
         self.fields["source"].choices = [("", "Guess from the file names")] + [
             (name, name) for name in source_names
         ]
+        self.fields["input_format"].choices = [("focus", "FOCUS files")] + [
+            (name, f"{name}: {c.help}") for name, c in sorted(CONVERTERS.items())
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("separate") and (data.get("input_format") or "focus") != "focus":
+            self.add_error(
+                "separate",
+                "One import per file is for FOCUS files; a usage export is converted and "
+                "imported one file at a time.",
+            )
+        return data
 
 
 def _config():
@@ -155,6 +190,13 @@ class ImportJobAdmin(admin.ModelAdmin):
             path("<int:pk>/job/", wrap(self.job_view), name="billing_importjob_job"),
             path("<int:pk>/confirm/", wrap(self.confirm_view), name="billing_importjob_confirm"),
             path("<int:pk>/discard/", wrap(self.discard_view), name="billing_importjob_discard"),
+            path("<int:pk>/source/", wrap(self.source_view), name="billing_importjob_source"),
+            path("batch/<slug:batch>/", wrap(self.batch_view), name="billing_importjob_batch"),
+            path(
+                "batch/<slug:batch>/confirm/",
+                wrap(self.batch_confirm_view),
+                name="billing_importjob_batch_confirm",
+            ),
             *super().get_urls(),
         ]
 
@@ -176,13 +218,29 @@ class ImportJobAdmin(admin.ModelAdmin):
         names = uploads.source_names(config)
         if request.method == "POST":
             form = UploadForm(request.POST, request.FILES, source_names=names)
-            if form.is_valid():
+            if form.is_valid() and form.cleaned_data["separate"]:
+                try:
+                    jobs = uploads.import_batch_create(
+                        files=form.cleaned_data["files"],
+                        period=form.cleaned_data["period"] or None,
+                        append=form.cleaned_data["append"],
+                        acting_user=request.user,
+                        config=config,
+                    )
+                except uploads.UploadError as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    return redirect(
+                        f"{self.admin_site.name}:billing_importjob_batch", jobs[0].batch
+                    )
+            elif form.is_valid():
                 try:
                     job = uploads.import_job_create(
                         files=form.cleaned_data["files"],
                         source=form.cleaned_data["source"] or None,
                         period=form.cleaned_data["period"] or None,
                         append=form.cleaned_data["append"],
+                        input_format=form.cleaned_data["input_format"] or "focus",
                         acting_user=request.user,
                         config=config,
                     )
@@ -241,6 +299,77 @@ class ImportJobAdmin(admin.ModelAdmin):
             total_bytes=sum(f["size"] for f in job.files),
         )
         return TemplateResponse(request, "admin/billing/importjob/job.html", context)
+
+    def batch_view(self, request, batch):
+        """Each file of a several-source upload: its source (guessed, changeable until it is
+        imported), its status, and its receipt in brief."""
+        if not (
+            request.user.has_perm("billing.view_importjob")
+            or request.user.has_perm(IMPORT_PERMISSION)
+        ):
+            raise PermissionDenied
+        jobs = list(ImportJob.objects.filter(batch=batch).select_related("source").order_by("id"))
+        if not jobs:
+            raise Http404("no such upload")
+        changeable = (ImportJob.Status.SOURCE, ImportJob.Status.CHECKED, ImportJob.Status.FAILED)
+        rows = []
+        for job in jobs:
+            receipt = job.receipt or {}
+            check = (receipt.get("check") if job.status == ImportJob.Status.DONE else receipt) or {}
+            rows.append(
+                {
+                    "job": job,
+                    "name": ", ".join(f["name"] for f in job.files),
+                    "check": check,
+                    "totals": [
+                        (currency, cents_text(Decimal(t["billed"])), t["billed"])
+                        for currency, t in sorted((check.get("totals") or {}).items())
+                    ],
+                    "changeable": job.status in changeable and not job.import_run_id,
+                }
+            )
+        context = self._context(
+            request,
+            f"Upload of {len(jobs)} file{'s' if len(jobs) != 1 else ''}",
+            batch=batch,
+            rows=rows,
+            source_names=uploads.source_names(_config()),
+            checked=sum(1 for j in jobs if j.status == ImportJob.Status.CHECKED),
+            waiting=sum(1 for j in jobs if j.status == ImportJob.Status.SOURCE),
+            running=any(j.status in RUNNING for j in jobs),
+            refresh_seconds=2,
+        )
+        return TemplateResponse(request, "admin/billing/importjob/batch.html", context)
+
+    def source_view(self, request, pk):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(IMPORT_PERMISSION):
+            raise PermissionDenied
+        job = get_object_or_404(ImportJob, pk=pk)
+        try:
+            uploads.import_job_set_source(
+                job_id=pk, source=request.POST.get("source", ""), acting_user=request.user
+            )
+        except uploads.UploadError as exc:
+            messages.error(request, f"{', '.join(f['name'] for f in job.files)}: {exc}")
+        if job.batch:
+            return redirect(f"{self.admin_site.name}:billing_importjob_batch", job.batch)
+        return redirect(f"{self.admin_site.name}:billing_importjob_job", pk)
+
+    def batch_confirm_view(self, request, batch):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(IMPORT_PERMISSION):
+            raise PermissionDenied
+        try:
+            jobs = uploads.import_batch_confirm(batch=batch, acting_user=request.user)
+        except uploads.UploadError as exc:
+            messages.error(request, str(exc))
+        else:
+            done = sum(1 for j in jobs if j.status == ImportJob.Status.DONE)
+            messages.success(request, f"{done} of {len(jobs)} file(s) imported.")
+        return redirect(f"{self.admin_site.name}:billing_importjob_batch", batch)
 
     def confirm_view(self, request, pk):
         return self._transition(request, pk, uploads.import_job_confirm)

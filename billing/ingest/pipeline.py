@@ -89,6 +89,8 @@ class ImportResult:
     skipped_files: list[str] = field(default_factory=list)
     # Flagged rows per reason, as the delivered content gives them (a row counts under each).
     flagged_by_reason: dict[str, int] = field(default_factory=dict)
+    # How a usage converter made the rows (Import.conversion); empty for a FOCUS file.
+    conversion: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -225,8 +227,12 @@ def import_files(
     config: BillingConfig | None = None,
     progress: Callable[[int], None] | None = None,
     display_names: Sequence[str] | None = None,
+    conversion: dict | None = None,
 ) -> ImportResult:
-    """Import FOCUS files for one source. Raises ImportRefused with the reasons."""
+    """Import FOCUS files for one source. Raises ImportRefused with the reasons.
+
+    `conversion`: how a usage converter made the files (billing/usage), kept on the Import.
+    """
     config = config or load_config()
     if period is not None and not PERIOD_RE.match(period):
         raise ImportRefused(f"period must be YYYY-MM, got {period!r}")
@@ -261,6 +267,7 @@ def import_files(
             actor=actor,
             config=config,
             progress=progress,
+            conversion=conversion or {},
         )
     except OperationalError as exc:
         if connection.vendor != "sqlite" or "locked" not in str(exc):
@@ -272,9 +279,17 @@ def import_files(
         ) from None
 
 
-def _import_atomic(*, files, source, period, append, dry_run, acting_user, actor, config, progress):
+def _import_atomic(
+    *, files, source, period, append, dry_run, acting_user, actor, config, progress, conversion
+):
+    from ..services.patterns import with_review_patterns  # services import this module
+
     with transaction.atomic():
+        # The review patterns are read (and the file's new ones seeded) in the import's own
+        # transaction: a busy database refuses both together, as one.
+        config = with_review_patterns(config, seed=not dry_run)
         result = _import(
+            conversion=conversion,
             files=files,
             source_name=source,
             period=period,
@@ -327,7 +342,9 @@ def _lock_open_period(period: BillingPeriod) -> BillingPeriod:
     return period
 
 
-def _import(*, files, source_name, period, append, dry_run, acting_user, actor, config, progress):
+def _import(
+    *, files, source_name, period, append, dry_run, acting_user, actor, config, progress, conversion
+):
     source = source_for_import(source_name, config)
     _lock_source(source)
     if period is not None:
@@ -356,6 +373,7 @@ def _import(*, files, source_name, period, append, dry_run, acting_user, actor, 
         requested_period=period or "",
         acting_user=acting_user if getattr(acting_user, "pk", None) else None,
         actor=actor,
+        conversion=conversion,
     )
     for item in files:
         item.record = ImportFile.objects.create(
@@ -587,6 +605,7 @@ def _stream(
         import_id=None if dry_run else record.pk,
         skipped_files=skipped,
         flagged_by_reason=dict(sorted(counts.get("reasons", {}).items())),
+        conversion=record.conversion,
     )
 
 

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.config import BillingConfig, ConfigError, load_config
+from openchargeback.migrated import require_migrated
 
 
 def clip(text: str, width: int) -> str:
@@ -47,9 +48,16 @@ class BillingCommand(BaseCommand):
 
     def load_config(self, options) -> BillingConfig:
         try:
-            return load_config(options.get("config"))
+            config = load_config(options.get("config"))
         except ConfigError as exc:
             raise CommandError(f"configuration: {exc}") from None
+        for warning in config.warnings:
+            self.stderr.write(f"configuration: warning: {warning}")
+        return config
+
+    def execute(self, *args, **options):
+        require_migrated()
+        return super().execute(*args, **options)
 
     def acting_user(self, options):
         username = options.get("user")

@@ -202,3 +202,56 @@ def pi_period_overview(*, email: str, period: BillingPeriod) -> dict:
         "projects": projects,
         "totals": {c: {k: money_text(v) for k, v in t.items()} for c, t in sorted(totals.items())},
     }
+
+
+def reference_months(*, source=None, project=None, months: int = 12) -> list[dict]:
+    """Month totals of one source or one project, newest first: per period and currency the
+    charges, exact billed and billable (clean + approved) sums, and flagged charges.
+
+    A source's charges are reached by period (the composite index); a project's have no index
+    of their own (docs/architecture.md: left out to keep imports fast), so a project's page
+    reads its charges once, grouped in the database.
+    """
+    charges = Charge.objects.all()
+    if source is not None:
+        charges = charges.filter(source=source)
+    if project is not None:
+        charges = charges.filter(project=project)
+    periods = list(BillingPeriod.objects.order_by("-key")[:months])
+    billable = Q(review_status__in=Charge.BILLABLE_STATUSES)
+    rows = (
+        charges.filter(period__in=periods)
+        .values("period_id", "billing_currency")
+        .annotate(
+            n=Count("id"),
+            billed=ExactSum("billed_cost"),
+            billable=ExactSum("billed_cost", filter=billable),
+            flagged=Count("id", filter=FLAGGED),
+        )
+        .order_by()
+    )
+    by_period = {p.pk: p for p in periods}
+    result = [
+        {
+            "period": by_period[row["period_id"]].key,
+            "status": by_period[row["period_id"]].status,
+            "currency": row["billing_currency"],
+            "charges": row["n"],
+            "flagged": row["flagged"],
+            "billed": row["billed"] or ZERO,
+            "billable": row["billable"] or ZERO,
+        }
+        for row in rows
+    ]
+    return sorted(result, key=lambda r: (r["period"], r["currency"]), reverse=True)
+
+
+def last_import(*, source=None, project=None) -> Import | None:
+    """The latest import of a source, or the latest that wrote a charge of a project."""
+    if source is not None:
+        return Import.objects.filter(source=source).order_by("-created_at", "-id").first()
+    latest_file = Charge.objects.filter(project=project).order_by("-import_file_id")
+    file_id = latest_file.values_list("import_file_id", flat=True).first()
+    if file_id is None:
+        return None
+    return Import.objects.filter(files__id=file_id).select_related("source").first()

@@ -3,12 +3,15 @@
 - `periods`: the period lifecycle (open → closed → finalized, reopen with a reason).
 - `review`: approve, reject, return to the queue, reassign attribution.
 - `uploads`: admin uploads, checked by a dry run, then imported through the same pipeline.
+- `patterns`: review patterns, seeded from the configuration, read by imports, review and
+  journals through `with_review_patterns`, and tested against a period.
 - imports go through `billing.ingest.pipeline.import_files` (re-exported here).
 """
 
 from ..ingest.errors import ImportRefused
 from ..ingest.pipeline import ImportResult, import_files
 from .mappings import account_mapping_delete, account_mapping_save
+from .patterns import review_patterns_preview, review_patterns_seed, with_review_patterns
 from .periods import (
     PeriodError,
     finalize_checklist,
@@ -48,4 +51,7 @@ __all__ = [
     "period_writable",
     "finalize_checklist",
     "register_finalize_check",
+    "review_patterns_preview",
+    "review_patterns_seed",
+    "with_review_patterns",
 ]

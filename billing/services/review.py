@@ -31,6 +31,7 @@ from ..locking import hold_referenced
 from ..models import PI, AccountMapping, Charge, Flag, Project, ReviewDecision
 from ..money import ZERO, ExactSum, money_text
 from .figures import figures_warm_after_commit
+from .patterns import with_review_patterns
 from .periods import PeriodError, period_writable
 
 Status = Charge.ReviewStatus
@@ -212,6 +213,8 @@ def charge_approve(
     period_ids = charges.order_by().values_list("period_id", flat=True).distinct()
     for period_id in sorted(set(period_ids)):
         period_writable(period_id, what="be reviewed")
+    if config is not None:
+        config = with_review_patterns(config)
     unbillable = _unbillable_as_is(charges, config)
     if unbillable:
         total = sum(unbillable.values())
@@ -320,6 +323,7 @@ def charge_reassign(
     `save_mapping`, the attribution is also saved as an account-map entry for the selection's one
     sub-account, so the next delivery is attributed automatically.
     """
+    config = with_review_patterns(config)
     pi_email = (pi_email or "").strip().lower()
     project_id = (project_id or "").strip()
     fund_org = (fund_org or "").strip()

@@ -13,12 +13,18 @@ Invariants:
   enqueued after the transaction that queued it commits.
 - Every change of a job's state writes an audit event in the same transaction; the import
   itself is audited by the pipeline.
+- An upload of several sources' files (`import_batch_create`) is one job per file, sharing a
+  batch key: each file's source is guessed on its own and may be changed (which checks it
+  again) until it is confirmed; each file is imported as its own import with its own receipt.
+  A file whose source can't be guessed waits (status `source`) and is never checked or
+  imported until a source is chosen.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 import shutil
 import time
 from collections.abc import Sequence
@@ -34,6 +40,8 @@ from ..config import BillingConfig, ConfigError, load_config
 from ..ingest.errors import ImportRefused
 from ..ingest.pipeline import PERIOD_RE, import_files, source_for_import
 from ..models import ImportJob, Source
+from ..usage import CONVERTERS
+from ..usage.imports import usage_import
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +140,8 @@ def source_guess(*, names: Sequence[str], config: BillingConfig | None = None) -
     if len(found) > 1:
         detail = "; ".join(f"{name}: {source}" for name, source in guesses.items())
         raise UploadError(
-            f"the files look like different sources ({detail}); upload one source at a time"
+            f'the files look like different sources ({detail}); tick "one import per file" '
+            "or upload one source at a time"
         )
     return found[0]
 
@@ -149,12 +158,14 @@ def _config(config: BillingConfig | None) -> BillingConfig:
         raise UploadError(f"the billing configuration is invalid: {exc}") from None
 
 
-def _validate(files) -> None:
+def _validate(files, input_format: str = "focus") -> None:
     if not files:
         raise UploadError("choose at least one file")
+    if input_format != "focus" and len(files) != 1:
+        raise UploadError(f"a {input_format} export is converted one file at a time")
     limit = max_bytes()
     for upload in files:
-        if _suffix(upload.name) is None:
+        if input_format == "focus" and _suffix(upload.name) is None:
             raise UploadError(
                 f"{upload.name}: not a file we import; choose .csv, .csv.gz or .parquet files"
             )
@@ -172,7 +183,7 @@ def _store(job: ImportJob, files) -> list[dict]:
     stored, used = [], set()
     for index, upload in enumerate(files, start=1):
         original = Path(upload.name).name
-        safe = get_valid_filename(original) or f"file-{index}{_suffix(original)}"
+        safe = get_valid_filename(original) or f"file-{index}{_suffix(original) or '.txt'}"
         if safe in used:
             safe = f"{index}-{safe}"
         used.add(safe)
@@ -195,20 +206,28 @@ def import_job_create(
     source: str | None = None,
     period: str | None = None,
     append: bool = False,
+    input_format: str = "focus",
     acting_user,
     config: BillingConfig | None = None,
 ) -> ImportJob:
     """Store uploaded files with a new job, then check them with a dry run.
+
+    `input_format`: "focus", or a usage converter's name (billing.usage.CONVERTERS): the one
+    file is converted with the stored rates and account map, for the month `period`.
 
     `files` are Django UploadedFiles. `source` None or "": guessed from the file names. `period`
     None or "": the months come from the data. Small jobs are checked before this returns; big
     ones by a task (the job page shows progress).
     """
     config = _config(config)
-    _validate(files)
+    if input_format != "focus" and input_format not in CONVERTERS:
+        raise UploadError(f"unknown format {input_format!r}")
+    _validate(files, input_format)
     period = (period or "").strip()
     if period and not PERIOD_RE.match(period):
         raise UploadError(f"the period must be YYYY-MM, got {period!r}")
+    if input_format != "focus" and not period:
+        raise UploadError(f"a {input_format} export needs the period it covers (YYYY-MM)")
     source_name = source or source_guess(names=[f.name for f in files], config=config)
     folder = None
     try:
@@ -222,6 +241,7 @@ def import_job_create(
                 source=source_row,
                 requested_period=period,
                 append=append,
+                input_format=input_format,
                 status=ImportJob.Status.CHECKING,
             )
             folder = job_dir(job.pk)
@@ -238,6 +258,7 @@ def import_job_create(
                     "source_guessed": not source,
                     "period": period,
                     "append": append,
+                    "input_format": input_format,
                 },
             )
             background = runs_in_background(job)
@@ -253,6 +274,137 @@ def import_job_create(
     return import_job_check(job_id=job.pk, acting_user=acting_user, config=config)
 
 
+def import_batch_create(
+    *,
+    files,
+    sources: dict[str, str] | None = None,
+    period: str | None = None,
+    append: bool = False,
+    acting_user,
+    config: BillingConfig | None = None,
+) -> list[ImportJob]:
+    """One upload of several sources' files: a job per file, in one batch, each file's source
+    guessed from its own name (or taken from `sources`, file name -> source name). Files with
+    a source are checked now (or by a task when big); the others wait for one."""
+    config = _config(config)
+    _validate(files)
+    period = (period or "").strip()
+    if period and not PERIOD_RE.match(period):
+        raise UploadError(f"the period must be YYYY-MM, got {period!r}")
+    patterns = source_patterns(config)
+    chosen = sources or {}
+    batch = secrets.token_hex(8)
+    jobs, folders, to_check = [], [], []
+    try:
+        with transaction.atomic():
+            for upload in files:
+                name = chosen.get(upload.name) or source_guess_one(upload.name, patterns)
+                source_row = None
+                if name:
+                    try:
+                        source_row = source_for_import(name, config)
+                    except ImportRefused as exc:
+                        raise UploadError(f"{upload.name}: {exc.message}") from None
+                job = ImportJob.objects.create(
+                    acting_user=_user(acting_user),
+                    source=source_row,
+                    requested_period=period,
+                    append=append,
+                    batch=batch,
+                    status=ImportJob.Status.CHECKING if source_row else ImportJob.Status.SOURCE,
+                )
+                folders.append(job_dir(job.pk))
+                job.files = _store(job, [upload])
+                job.save(update_fields=["files", "updated_at"])
+                audit_record(
+                    action="upload_create",
+                    acting_user=acting_user,
+                    obj=job,
+                    after={"status": job.status},
+                    details={
+                        "files": job.files,
+                        "batch": batch,
+                        "source": name or "",
+                        "source_guessed": upload.name not in chosen,
+                        "period": period,
+                        "append": append,
+                    },
+                )
+                jobs.append(job)
+                if source_row is not None:
+                    to_check.append(job)
+            to_check = _check_later_or_now(to_check, acting_user)
+    except BaseException:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    for job in to_check:
+        import_job_check(job_id=job.pk, acting_user=acting_user, config=config)
+    return list(ImportJob.objects.filter(batch=batch).order_by("id"))
+
+
+def _check_later_or_now(jobs: list[ImportJob], acting_user) -> list[ImportJob]:
+    """Queue the checks of big jobs after commit; return the jobs to check in this request."""
+    now = []
+    for job in jobs:
+        if runs_in_background(job):
+            job_id, user_id = job.pk, _user_id(acting_user)
+            transaction.on_commit(
+                lambda job_id=job_id, user_id=user_id: _enqueue("import_job_check", job_id, user_id)
+            )
+        else:
+            now.append(job)
+    return now
+
+
+def import_job_set_source(
+    *, job_id: int, source: str, acting_user, config: BillingConfig | None = None
+) -> ImportJob:
+    """Give a file of a batch its source (or another one), and check it again."""
+    config = _config(config)
+    changeable = (ImportJob.Status.SOURCE, ImportJob.Status.CHECKED, ImportJob.Status.FAILED)
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.status not in changeable or job.import_run_id:
+            raise UploadError(
+                f"upload #{job.pk} is {job.get_status_display().lower()}: its source can't be "
+                "changed"
+            )
+        try:
+            source_row = source_for_import(source, config)
+        except ImportRefused as exc:
+            raise UploadError(exc.message) from None
+        before = {"status": job.status, "source": job.source.name if job.source else ""}
+        job.source = source_row
+        job.status = ImportJob.Status.CHECKING
+        job.receipt = {}
+        job.error = ""
+        job.rows_total = job.rows_done = 0
+        job.save()
+        audit_record(
+            action="upload_source",
+            acting_user=acting_user,
+            obj=job,
+            before=before,
+            after={"status": job.status, "source": source_row.name},
+        )
+        now = _check_later_or_now([job], acting_user)
+    if not now:
+        return job
+    return import_job_check(job_id=job.pk, acting_user=acting_user, config=config)
+
+
+def import_batch_confirm(*, batch: str, acting_user) -> list[ImportJob]:
+    """Import every checked file of a batch, each as its own import. Files still waiting for a
+    source, refused or discarded are left as they are (the batch page shows them)."""
+    jobs = list(ImportJob.objects.filter(batch=batch, status=ImportJob.Status.CHECKED))
+    if not jobs:
+        raise UploadError("no file of this upload is checked and waiting to be imported")
+    for job in jobs:
+        import_job_confirm(job_id=job.pk, acting_user=acting_user)
+    return list(ImportJob.objects.filter(batch=batch).order_by("id"))
+
+
 def import_job_check(*, job_id: int, acting_user, config: BillingConfig | None = None) -> ImportJob:
     """Dry-run the job's files through the import service and keep the receipt on the job."""
     config = _config(config)
@@ -262,16 +414,8 @@ def import_job_check(*, job_id: int, acting_user, config: BillingConfig | None =
     progress = _Progress(job.pk)
     refused = None
     try:
-        result = import_files(
-            paths=[_path(f) for f in job.files],
-            source=job.source.name,
-            period=job.requested_period or None,
-            append=job.append,
-            dry_run=True,
-            acting_user=acting_user,
-            config=config,
-            progress=progress,
-            display_names=[f["name"] for f in job.files],
+        result = _job_import(
+            job, dry_run=True, acting_user=acting_user, config=config, progress=progress
         )
     except ImportRefused as exc:
         refused = exc
@@ -358,15 +502,8 @@ def import_job_run(*, job_id: int, acting_user, config: BillingConfig | None = N
             if job.status != ImportJob.Status.IMPORTING:
                 return job
             try:
-                result = import_files(
-                    paths=[_path(f) for f in job.files],
-                    source=job.source.name,
-                    period=job.requested_period or None,
-                    append=job.append,
-                    acting_user=acting_user,
-                    config=config,
-                    progress=progress,
-                    display_names=[f["name"] for f in job.files],
+                result = _job_import(
+                    job, dry_run=False, acting_user=acting_user, config=config, progress=progress
                 )
             except ImportRefused as exc:
                 refused = exc
@@ -432,7 +569,12 @@ def import_job_discard(*, job_id: int, acting_user) -> ImportJob:
     """Discard a job that was not imported: its stored files are deleted."""
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().get(pk=job_id)
-        allowed = (ImportJob.Status.CHECKING, ImportJob.Status.CHECKED, ImportJob.Status.FAILED)
+        allowed = (
+            ImportJob.Status.SOURCE,
+            ImportJob.Status.CHECKING,
+            ImportJob.Status.CHECKED,
+            ImportJob.Status.FAILED,
+        )
         if job.status not in allowed:
             raise UploadError(
                 f"upload #{job.pk} is {job.get_status_display().lower()}: it can't be discarded"
@@ -454,6 +596,35 @@ def import_job_discard(*, job_id: int, acting_user) -> ImportJob:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _job_import(job: ImportJob, *, dry_run: bool, acting_user, config, progress):
+    """The job's files through the import pipeline: as FOCUS, or converted first."""
+    if job.input_format != "focus":
+        [entry] = job.files
+        return usage_import(
+            converter=job.input_format,
+            path=_path(entry),
+            source=job.source.name,
+            period=job.requested_period,
+            append=job.append,
+            dry_run=dry_run,
+            acting_user=acting_user,
+            config=config,
+            progress=progress,
+            display_name=entry["name"],
+        )
+    return import_files(
+        paths=[_path(f) for f in job.files],
+        source=job.source.name,
+        period=job.requested_period or None,
+        append=job.append,
+        dry_run=dry_run,
+        acting_user=acting_user,
+        config=config,
+        progress=progress,
+        display_names=[f["name"] for f in job.files],
+    )
 
 
 def _path(entry: dict) -> str:

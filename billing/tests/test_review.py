@@ -149,14 +149,18 @@ def test_approving_what_cant_be_billed_as_it_is_is_refused_as_a_whole(odd, confi
 
 
 def test_approval_checks_the_fund_org_against_todays_patterns(odd, config):
-    """A pattern tightened after the import: the charge's flags don't say so, the config does."""
-    import dataclasses
-    import re
+    """A pattern tightened in the admin after the import: the charge's flags don't say so, the
+    patterns the admin holds do."""
+    from billing.models import ReviewPattern
 
-    stricter = dataclasses.replace(config, fund_org_patterns=(re.compile(r"^ENG-\d+$"),))
+    seeded = ReviewPattern.objects.get(kind="fund_org")  # the example file's one pattern
+    ReviewPattern.objects.filter(pk=seeded.pk).update(enabled=False)
+    stricter = ReviewPattern.objects.create(kind="fund_org", pattern=r"^ENG-\d+$")
     odd_ones = Charge.objects.filter(resource_id__startswith="odd-")
     with pytest.raises(ReviewError, match="2 with a fund/org that fails"):
-        charge_approve(charges=odd_ones, config=stricter)
+        charge_approve(charges=odd_ones, config=config)
+    stricter.delete()
+    ReviewPattern.objects.filter(pk=seeded.pk).update(enabled=True)
     assert charge_approve(charges=odd_ones, config=config).count == 2
 
 

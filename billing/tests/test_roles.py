@@ -26,6 +26,8 @@ ADD_ALLOWED = {
         "billing.pi",
         "billing.project",
         "billing.accountmapping",
+        "billing.rate",  # the rate card of usage sources (docs/sources.md)
+        "billing.reviewpattern",
     },
     REVIEWER: {"billing.accountmapping"},
     VIEWER: set(),

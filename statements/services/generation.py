@@ -28,7 +28,7 @@ from django.utils import timezone
 from accounts.services import actor_name, audit_record
 from billing.config import BillingConfig, load_config
 from billing.models import PI, BillingPeriod
-from billing.money import exact_sum, money_text
+from billing.money import ZERO, exact_sum, money_text
 from billing.services import PeriodError, period_writable
 
 from ..figures import (
@@ -166,6 +166,13 @@ def _lines(statement: Statement, f: StatementFigures) -> list[tuple]:
                  line.service_name, line.resource_id, line.resource_name,
                  section.corrects_period, line.quantity, line.unit, line.charge_count,
                  line.list_amount, line.list_amount - line.due_amount, line.due_amount)
+            )  # fmt: skip
+        for reduction in section.reductions:
+            position += 1
+            out.append(
+                (statement, StatementLine.Kind.REDUCTION.value, position, head, section.category,
+                 reduction.label, reduction.kind, "", "", section.corrects_period,
+                 reduction.quantity, reduction.unit, 0, ZERO, reduction.amount, ZERO)
             )  # fmt: skip
     return out
 

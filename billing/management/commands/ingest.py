@@ -1,4 +1,5 @@
-"""openchargeback ingest FILE [FILE …] -s SOURCE [-p YYYY-MM] [--append] [--dry-run] [--json]"""
+"""openchargeback ingest FILE [FILE …] -s SOURCE [-p YYYY-MM] [--append] [--dry-run] [--json]
+openchargeback ingest --from slurm FILE -s SOURCE -p YYYY-MM [converter options]"""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from django.utils.formats import number_format
 from billing.ingest.errors import ImportRefused
 from billing.management.base import BillingCommand
 from billing.services import import_files
+from billing.usage import CONVERTERS
+from billing.usage.imports import add_converter_arguments, usage_import
 
 
 class Command(BillingCommand):
@@ -39,6 +42,14 @@ class Command(BillingCommand):
         parser.add_argument(
             "--json", action="store_true", help="Print the receipt as one JSON object."
         )
+        parser.add_argument(
+            "--from",
+            dest="input_format",
+            default="focus",
+            choices=["focus", *sorted(CONVERTERS)],
+            help="Convert a usage export first (docs/sources.md); needs -p. Default: FOCUS files.",
+        )
+        add_converter_arguments(parser)
 
     def handle(self, *args, **options):
         config = self.load_config(options)
@@ -51,16 +62,23 @@ class Command(BillingCommand):
                 unit=" rows", unit_scale=True, desc="importing", file=sys.stderr, leave=False
             )
         try:
-            result = import_files(
-                paths=options["files"],
-                source=options["source"],
-                period=options["period"],
-                append=options["append"],
-                dry_run=options["dry_run"],
-                acting_user=acting_user,
-                config=config,
-                progress=bar.update if bar else None,
-            )
+            if options["input_format"] != "focus":
+                if len(options["files"]) != 1:
+                    raise CommandError(f"--from {options['input_format']}: one file at a time")
+                result = usage_import(
+                    converter=options["input_format"],
+                    path=options["files"][0],
+                    source=options["source"],
+                    period=options["period"],
+                    options=options,
+                    append=options["append"],
+                    dry_run=options["dry_run"],
+                    acting_user=acting_user,
+                    config=config,
+                    progress=bar.update if bar else None,
+                )
+            else:
+                result = self.import_focus(options, acting_user, config, bar)
         except ImportRefused as exc:
             raise CommandError(str(exc)) from None
         finally:
@@ -70,6 +88,18 @@ class Command(BillingCommand):
             self.print_json(result.as_dict())
         else:
             self.print_receipt(result)
+
+    def import_focus(self, options, acting_user, config, bar):
+        return import_files(
+            paths=options["files"],
+            source=options["source"],
+            period=options["period"],
+            append=options["append"],
+            dry_run=options["dry_run"],
+            acting_user=acting_user,
+            config=config,
+            progress=bar.update if bar else None,
+        )
 
     def print_receipt(self, r) -> None:
         status = (
@@ -83,6 +113,16 @@ class Command(BillingCommand):
             self.stdout.write(
                 f"  file     {f['name']}  ({f['rows']:,} rows, sha256 {f['sha256'][:12]}…)"
             )
+        if r.conversion:
+            card = r.conversion.get("rate_card", {})
+            notes = r.conversion.get("notes", {})
+            self.stdout.write(
+                f"  convert  {r.conversion['converter']} for {r.conversion['period']}: rate card "
+                f"{card.get('origin', '')} version {card.get('version', '')}, "
+                f"{len(r.conversion.get('allowances', []))} allowance(s) applied"
+            )
+            for warning in notes.get("warnings", []):
+                self.stdout.write(f"  warning  {warning}")
         for name in r.skipped_files:
             self.stdout.write(f"  skipped  {name}  (already imported for this source)")
         self.stdout.write(f"  periods  {', '.join(r.periods) or '-'}")

@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     """The account map may name the PI (fills a PI whose name is empty; docs/configuration.md)."""
 
-    dependencies = [("billing", "0009_fingerprint_c_collation")]
+    dependencies = [("billing", "0011_importjob_batch")]
 
     operations = [
         migrations.AddField(

@@ -1,0 +1,52 @@
+"""The `openchargeback` command itself: the product's version, and what a command run before
+`migrate` says."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+
+
+def cli(*args, tmp_path) -> subprocess.CompletedProcess:
+    """`openchargeback ARGS` in a fresh process, on an empty SQLite database under tmp_path."""
+    drop = ("DATABASE_URL", "OPENCHARGEBACK_CONFIG")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(OPENCHARGEBACK_HOME=str(tmp_path / "instance"), DJANGO_DEBUG="1")
+    return subprocess.run(
+        [sys.executable, "-c", "from openchargeback.cli import main; main()", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("spelling", ["version", "--version"])
+def test_version_is_the_products(tmp_path, spelling):
+    result = cli(spelling, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"OpenChargeback {VERSION}\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("show", "ada@example.edu", "-p", "2025-01"),  # one of the product's commands
+        ("sources", "list"),
+        ("createsuperuser", "--noinput", "--username", "ada", "--email", "ada@example.edu"),
+    ],
+)
+def test_a_command_before_migrate_says_to_migrate(tmp_path, args):
+    result = cli(*args, tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert "run `openchargeback migrate` first" in result.stderr
+    assert "Traceback" not in result.stderr
