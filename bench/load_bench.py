@@ -8,7 +8,7 @@ browsing the admin dashboard, the charge list with filters, the review queue and
 with 1,000,000 charges in the period: 95th percentile under 300 ms and no errors, on a 2-core
 machine; and the first dashboard view after an import under 1 s without workers.
 
-What it does, on PostgreSQL (database ocb_load_bench; the month is kept and reused):
+What it does, on PostgreSQL (database ocb_load_bench_<rows>; the month is kept and reused):
 1. imports a synthetic month (bench/focus_synth.py) once, flags 2% of it for review;
 2. makes 5 finance staff logins and 100 PI portal logins (one per PI with charges);
 3. re-imports a one-row file into another month (an import invalidates the cached figures) and
@@ -36,8 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DB = "ocb_load_bench"
-PG_URL = f"postgres://postgres@127.0.0.1:5432/{DB}"
+DB = "ocb_load_bench"  # + the month's size: a run on another size never reuses this one
 PASSWORD = "load-bench-password-1"
 
 
@@ -52,10 +51,10 @@ def load() -> str:
     return f"load {one:.2f} (5 min {five:.2f}) on {os.cpu_count()} cores"
 
 
-def environment(keep: Path) -> dict:
+def environment(keep: Path, database: str) -> dict:
     return {
         **os.environ,
-        "DATABASE_URL": PG_URL,
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
         "DATABASE_CONN_MAX_AGE": "60",
         "OPENCHARGEBACK_HOME": str(keep / "home"),
         "DJANGO_SECRET_KEY": "load-bench-only-" + "x" * 40,
@@ -69,14 +68,14 @@ def environment(keep: Path) -> dict:
     }
 
 
-def prepare(rows: int, keep: Path) -> dict:
+def prepare(rows: int, keep: Path, database: str) -> dict:
     """The month, its flags and the logins; returns what the locustfile needs."""
     import psycopg
 
     with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
-        if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", [DB]).fetchone():
-            c.execute(f"CREATE DATABASE {DB}")
-    os.environ.update(environment(keep))
+        if not c.execute("SELECT 1 FROM pg_database WHERE datname=%s", [database]).fetchone():
+            c.execute(f"CREATE DATABASE {database}")
+    os.environ.update(environment(keep, database))
     sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
     import django
 
@@ -159,12 +158,12 @@ def prepare(rows: int, keep: Path) -> dict:
     }
 
 
-def serve(keep: Path, port: int, workers: int, threads: int) -> subprocess.Popen:
+def serve(keep: Path, database: str, port: int, workers: int, threads: int) -> subprocess.Popen:
     gunicorn = [str(Path(sys.executable).parent / "gunicorn")]
     args = ["openchargeback.wsgi:application", "--bind", f"127.0.0.1:{port}"]
     args += ["--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread"]
     args += ["--log-level", "warning"]
-    proc = subprocess.Popen(gunicorn + args, cwd=ROOT, env=environment(keep))
+    proc = subprocess.Popen(gunicorn + args, cwd=ROOT, env=environment(keep, database))
     for _ in range(100):
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -187,10 +186,11 @@ def main():
     args = parser.parse_args()
     keep = Path(args.keep)
     keep.mkdir(parents=True, exist_ok=True)
-    world = prepare(args.rows, keep)
+    database = f"{DB}_{args.rows}"
+    world = prepare(args.rows, keep, database)
 
     port = free_port()
-    server = serve(keep, port, args.workers, args.threads)
+    server = serve(keep, database, port, args.workers, args.threads)
     before = load()
     out = keep / "locust"
     env = {
