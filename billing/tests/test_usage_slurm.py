@@ -160,6 +160,49 @@ def test_an_allowance_has_its_own_figures(tmp_path, rates):
     ]
 
 
+def test_memory_is_billed_where_the_rate_card_has_a_memory_rate(tmp_path, rates):
+    # Without an hpc-mem rate (the extract above), nobody is billed for memory.
+    rows, _ = convert(tmp_path)
+    assert not [r for r in rows if r["SkuId"].startswith("hpc-mem/")]
+
+    for partition, price in (("standard", "0.001"), ("largemem", "0.002"), ("gpu", "0.001")):
+        Rate.objects.create(service="hpc-mem", key=partition, unit="gib-hour",
+                            effective_from=date(2026, 1, 1), list_price=D(price))  # fmt: skip
+    text = (
+        f"{HEADER}\n"
+        # 8G (8 GiB) × 10 h = 80 GiB-hours
+        "301|ada-lab|ada|standard|COMPLETED|2026-11-02T00:00:00|2026-11-02T10:00:00|4|cpu=4,mem=8G\n"
+        # 512G × 1.5 h = 768 GiB-hours
+        "302|ada-lab|ada|largemem|FAILED|2026-11-03T00:00:00|2026-11-03T01:30:00|16|mem=512G\n"
+        # 1500M = 1500/1024 GiB × 2 h = 375/128 GiB-hours (2.9296875)
+        "303|ada-lab|ada|standard|COMPLETED|2026-11-04T00:00:00|2026-11-04T02:00:00|1|mem=1500M\n"
+        # 1T = 1024 GiB × 30 min = 512 GiB-hours; a job with no mem= is billed no memory
+        "304|grace|grace|largemem|COMPLETED|2026-11-05T00:00:00|2026-11-05T00:30:00|2|mem=1T\n"
+        "305|grace|grace|standard|COMPLETED|2026-11-05T00:00:00|2026-11-05T01:00:00|1|cpu=1\n"
+    )
+    rows, _ = convert(tmp_path, text=text)
+    memory = {
+        (r["SubAccountId"], r["SkuId"]): (r["ConsumedQuantity"], r["ListCost"], r["BilledCost"])
+        for r in rows if r["SkuId"].startswith("hpc-mem/")
+    }  # fmt: skip
+    assert {r["ConsumedUnit"] for r in rows if r["SkuId"].startswith("hpc-mem/")} == {"gib-hour"}
+    standard = F(80) + F(375, 128)  # 82.9296875 GiB-hours × 0.001 = 0.0829296875
+    assert memory == {
+        ("ada-lab", "hpc-mem/largemem"): ("768", "1.536", "1.536"),  # 768 × 0.002
+        ("ada-lab", "hpc-mem/standard"): ("82.9296875", "0.0829296875", "0.0829296875"),
+        ("grace", "hpc-mem/largemem"): ("512", "1.024", "1.024"),  # 512 × 0.002
+    }
+    assert decimal_text(standard) == "82.9296875"
+    assert decimal_text(standard * F("0.001")) == "0.0829296875"
+    # A memory size that isn't one is refused, naming the line.
+    bad = (
+        f"{HEADER}\n"
+        "306|grace|grace|standard|COMPLETED|2026-11-05T00:00:00|2026-11-05T01:00:00|1|mem=lotsG\n"
+    )
+    with pytest.raises(CommandError, match="line 2: AllocTRES has a memory size"):
+        convert(tmp_path, text=bad)
+
+
 def test_missing_rate_and_bad_input_are_refused(tmp_path, rates):
     Rate.objects.filter(key="largemem").delete()
     with pytest.raises(CommandError, match=r"no rate for hpc-cpu/largemem \(per core-hour\)"):

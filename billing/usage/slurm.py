@@ -18,7 +18,9 @@ The rules:
   by time; the part is cut again where a rate changes (pricing.py).
 - CPU: AllocCPUS × seconds → core-hours, rate hpc-cpu/<partition>. GPU: each
   `gres/gpu:<type>=N` of AllocTRES × seconds → GPU-hours, rate hpc-gpu/<type> (`gres/gpu=N`
-  with no type: rate hpc-gpu/gpu).
+  with no type: rate hpc-gpu/gpu). Memory, only where the rate card has any hpc-mem rate (a
+  centre that bills it): AllocTRES `mem=` (Slurm's K, M, G, T are powers of 1024) × seconds →
+  GiB-hours, rate hpc-mem/<partition>.
 - Attribution: the account map (--accounts accounts.json, else the admin's account map for the
   source, else one for every source). An account with no entry keeps no tags: its rows are
   flagged on import, never dropped.
@@ -43,8 +45,11 @@ from .records import UsageRecord
 
 DEFAULT_STATES = ("COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", "FAILED", "CANCELLED")
 REQUIRED = ("JobID", "Account", "Partition", "State", "Start", "End", "AllocCPUS")
-CPU, GPU = "hpc-cpu", "hpc-gpu"
-UNITS = {CPU: "core-hour", GPU: "gpu-hour"}
+CPU, GPU, MEM = "hpc-cpu", "hpc-gpu", "hpc-mem"
+UNITS = {CPU: "core-hour", GPU: "gpu-hour", MEM: "gib-hour"}
+# What one unit-second of each is counted in: CPUs, GPUs, MiB of memory (1024 to the GiB).
+PER_UNIT = {CPU: 1, GPU: 1, MEM: 1024}
+MIB = {"K": Fraction(1, 1024), "M": 1, "G": 1024, "T": 1024 * 1024}
 SECOND = timedelta(seconds=1)
 NOT_A_TIME = {"", "Unknown", "None", "N/A"}
 EPOCH = date(1970, 1, 1)
@@ -162,6 +167,17 @@ def _gpus(tres: str) -> list[tuple[str, int]]:
     return [("gpu", untyped)] if untyped else []
 
 
+def _memory_mib(tres: str) -> Fraction | None:
+    """MiB of AllocTRES's mem= (4000M, 64G, 1T, 512K; a bare number is MiB), else None."""
+    for item in tres.split(","):
+        name, _, amount = item.partition("=")
+        if name == "mem":
+            if amount[-1:].upper() in MIB:
+                return Fraction(amount[:-1]) * MIB[amount[-1].upper()]
+            return Fraction(amount)
+    return None
+
+
 def convert(path: Path, *, period: str, options: dict) -> Conversion:
     month_start, month_end = month_bounds(period)
     rules = {"states": [], "exclude": [], "service_name": ""}
@@ -170,6 +186,7 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
         gpus_priced = False
     else:
         card, gpus_priced = RateCard.from_database(), True
+    memory_priced = gpus_priced and any(r.service == MEM for r in card.rates)
     if options.get("accounts"):
         accounts = accounts_map(Path(options["accounts"]))
     else:
@@ -199,7 +216,7 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
         return found
 
     # (account, partition, service, key, rate period start) -> unit-seconds
-    totals: dict[tuple, int] = defaultdict(int)
+    totals: dict[tuple, int | Fraction] = defaultdict(int)
     jobs: list[UsageRecord] = []
     counts: dict[str, int] = defaultdict(int)
     skipped_states: dict[str, int] = defaultdict(int)
@@ -215,7 +232,7 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
             if per_job:
                 jobs.append(
                     _record(account, partition, service, key, a.replace(tzinfo=UTC),
-                            b.replace(tzinfo=UTC), Fraction(unit_seconds, 3600), accounts,
+                            b.replace(tzinfo=UTC), _hours(unit_seconds, service), accounts,
                             job=job, service_name=rules["service_name"])
                 )  # fmt: skip
             else:
@@ -300,6 +317,16 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
                 for kind, count in gpus:
                     if count:
                         add(fields[i_job], account, partition, GPU, kind, count, lo, hi)
+            if memory_priced and i_tres is not None and "mem=" in fields[i_tres]:
+                try:
+                    mib = _memory_mib(fields[i_tres])
+                except (ValueError, ZeroDivisionError):
+                    raise ConversionError(
+                        f"{path.name} line {number}: AllocTRES has a memory size that is not "
+                        f"a number: {fields[i_tres]!r}"
+                    ) from None
+                if mib:
+                    add(fields[i_job], account, partition, MEM, partition, mib, lo, hi)
     counts.update(
         jobs_read=read, jobs_billed=billed, jobs_split_at_month_end=split,
         jobs_outside_month=outside,
@@ -312,7 +339,7 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
             part_end = min([end_n, *(m for m in cuts(service, key) if m > part)])
             records.append(
                 _record(account, partition, service, key, part.replace(tzinfo=UTC),
-                        part_end.replace(tzinfo=UTC), Fraction(unit_seconds, 3600), accounts,
+                        part_end.replace(tzinfo=UTC), _hours(unit_seconds, service), accounts,
                         service_name=rules["service_name"])
             )  # fmt: skip
     priced = price(records, card=card, period_start=month_start, period_end=month_end)
@@ -342,10 +369,18 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
     )
 
 
+def _hours(unit_seconds: int | Fraction, service: str) -> Fraction:
+    """Unit-seconds as unit-hours of the service (MiB-seconds as GiB-hours), exactly."""
+    return Fraction(unit_seconds) / (3600 * PER_UNIT[service])
+
+
+KINDS = {CPU: "CPU", GPU: "GPU", MEM: "memory"}
+
+
 def _record(account, partition, service, key, start, end, quantity, accounts, *, job="",
             service_name=""):  # fmt: skip
     unit = UNITS[service]
-    kind = "CPU" if service == CPU else f"GPU {key}"
+    kind = f"GPU {key}" if service == GPU else KINDS[service]
     if job:
         resource_id = f"slurm/job/{job}/{service}/{key}"
         name = f"job {job} ({partition}, {kind})"
@@ -364,14 +399,15 @@ def _record(account, partition, service, key, start, end, quantity, accounts, *,
         description=f"Slurm {kind} time on partition {partition}" + (f", job {job}" if job else ""),
         resource_id=resource_id,
         resource_name=name,
-        service_name=f"{service_name or 'HPC'} - {'CPU' if service == CPU else 'GPU'}",
+        service_name=f"{service_name or 'HPC'} - {KINDS[service]}",
     )
 
 
 register(
     Converter(
         name="slurm",
-        help="Slurm accounting (sacct --parsable2 output) → FOCUS, priced by partition and GPU.",
+        help="Slurm accounting (sacct --parsable2 output) → FOCUS, priced by partition, GPU "
+        "type and, where a centre bills it, memory.",
         convert=convert,
         add_arguments=add_arguments,
     )
