@@ -6,7 +6,13 @@ Each import runs as its own `manage.py ingest --json` process on a fresh databas
 wall time includes start-up and the peak memory (max RSS) is the import's own. The receipt's
 totals are checked against the exact totals the generator wrote. Prints rows/s and peak MB.
 `--guards ab` alternates runs with the database guards (docs/integrity.md) installed and
-dropped after migrate, to measure what they cost. Not part of the test suite.
+dropped after migrate, to measure what they cost.
+
+In the same run it times the database's own bulk load of the same file, the floor an importer
+can be compared with (issue 13: within 2× of it): PostgreSQL's COPY into a table typed like the
+file's columns (timestamptz, numeric, jsonb, text), and, for SQLite, the csv module's rows
+inserted with executemany into a table of the same shape in one transaction. It prints the
+ratio ingest / bulk load. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -144,6 +150,63 @@ def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path, guards=T
     }
 
 
+def _column_type(name: str, vendor: str) -> str:
+    if name.endswith(("Cost", "Quantity", "Price")):
+        return "numeric" if vendor == "postgresql" else "NUMERIC"
+    if name.endswith(("PeriodStart", "PeriodEnd")):
+        return "timestamptz" if vendor == "postgresql" else "TEXT"
+    if name == "Tags" and vendor == "postgresql":
+        return "jsonb"
+    return "text" if vendor == "postgresql" else "TEXT"
+
+
+def bulk_load(kind: str, csv_path: Path, workdir: Path) -> float:
+    """Seconds for the database's own bulk load of the file into a typed table."""
+    import csv as csv_module
+
+    with open(csv_path, encoding="utf-8", newline="") as handle:
+        header = next(csv_module.reader(handle))
+    names = [f'"{c}"' for c in header]
+    if kind == "postgres":
+        import psycopg
+
+        url = fresh_database(kind, workdir)
+        with psycopg.connect(url, autocommit=True) as conn:
+            columns = ", ".join(
+                f"{n} {_column_type(c, 'postgresql')}" for n, c in zip(names, header, strict=True)
+            )
+            conn.execute(f"CREATE TABLE bulk ({columns})")
+            t0 = time.perf_counter()
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy("COPY bulk FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
+                    with open(csv_path, "rb") as source:
+                        while block := source.read(1 << 20):
+                            copy.write(block)
+            seconds = time.perf_counter() - t0
+            count = conn.execute("SELECT count(*) FROM bulk").fetchone()[0]
+        print(f"  bulk load check: {count:,} rows in the COPY table")
+        return seconds
+    import sqlite3
+
+    path = workdir / "bulk.sqlite3"
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path)
+    columns = ", ".join(
+        f"{n} {_column_type(c, 'sqlite')}" for n, c in zip(names, header, strict=True)
+    )
+    conn.execute(f"CREATE TABLE bulk ({columns})")
+    insert = f"INSERT INTO bulk VALUES ({', '.join('?' * len(header))})"
+    t0 = time.perf_counter()
+    with open(csv_path, encoding="utf-8", newline="") as handle:
+        reader = csv_module.reader(handle)
+        next(reader)
+        with conn:
+            conn.executemany(insert, reader)
+    seconds = time.perf_counter() - t0
+    conn.close()
+    return seconds
+
+
 def _generated(csv_path: Path, rows: int) -> dict:
     """Generate the file, or reuse one a previous run generated with the same row count."""
     sidecar = csv_path.with_name(csv_path.name + ".totals.json")
@@ -190,10 +253,15 @@ def main():
         )
         plan = {"on": [True], "off": [False], "ab": [True, False] * args.rounds}[args.guards]
         for kind in dbs:
+            baseline = bulk_load(kind, csv_path, workdir)
+            what = "COPY" if kind == "postgres" else "executemany"
+            print(f"{kind}: the database's own bulk load ({what}): {baseline:.2f}s", flush=True)
             for i, guards in enumerate(plan):
                 if args.guards == "ab" and i % 4 >= 2:
                     guards = not guards  # alternate which goes first: on,off,off,on,…
                 result = bench_one(kind, csv_path, expected, workdir, guards=guards)
+                result["bulk_load_s"] = round(baseline, 2)
+                result["ratio_to_bulk_load"] = round(result["seconds"] / baseline, 2)
                 print(json.dumps(result), flush=True)
     print(f"(this machine: {os.cpu_count()} cores; peak_mb is the ingest process's max RSS)")
     _ = resource
