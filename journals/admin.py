@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
@@ -22,6 +23,7 @@ from billing.admin.confirm import confirm_action, is_confirmed
 from billing.admin.widgets import money_cell
 from billing.config import ConfigError, load_config
 from billing.models import BillingPeriod
+from billing.money import cents_text
 from openchargeback.listcells import ListTitleMixin, truncated, when
 
 from .build import JournalRefused, journal_preview
@@ -282,7 +284,8 @@ def export_journal_action(modeladmin, request, queryset):
                 )
                 continue
             totals = ", ".join(
-                f"{cur} debits {result.debit_total[cur]}, credits {result.credit_total[cur]}"
+                f"{cur} debits {cents_text(Decimal(result.debit_total[cur]))}, "
+                f"credits {cents_text(Decimal(result.credit_total[cur]))}"
                 for cur in result.debit_total
             )
             modeladmin.message_user(

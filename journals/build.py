@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from billing.config import BillingConfig
 from billing.models import BillingPeriod
-from billing.money import ZERO, exact_sum, money_text
+from billing.money import ZERO, cents_text, exact_sum, money_text
 from billing.services.patterns import with_review_patterns
 from openchargeback.csvsafe import clean_cell
 
@@ -409,6 +409,9 @@ def journal_preview(
                 "line_count": journal.line_count,
                 "debit_total": money_text(journal.debit_total),
                 "credit_total": money_text(journal.credit_total),
+                # As pages print amounts: to the cent, with thousands separators.
+                "debit_text": cents_text(journal.debit_total),
+                "credit_text": cents_text(journal.credit_total),
             }
         )
     return out

@@ -45,7 +45,7 @@ def test_preview_shows_the_rows_and_writes_nothing(admin_client, samples, instan
     assert page.status_code == 200
     text = page.content.decode()
     assert "MONETARY_AMOUNT" in text
-    assert "20 rows in all; debits 20227.00, credits 20227.00" in text
+    assert "20 rows in all; USD debits 20,227.00, credits 20,227.00" in text
     (journal,) = page.context["journals"]
     assert len(journal["rows"]) == 3
     assert journal["rows"][0][:4] == ["RSRCH", "RC202501", "01/31/2025", "1"]
