@@ -4,8 +4,8 @@ One pass walks the month as far as it can go without a person, each step through
 that owns it, and stops where a person must act:
 
 1. import what the inbox holds for the month: `<inbox>/<YYYY-MM>/<source>/` holds that source's
-   files; a file directly in `<inbox>/<YYYY-MM>/` has its source guessed from its name by the
-   sources' `pattern`, as the upload page does (no single match: a person must say). Each source's
+   files; a file directly in `<inbox>/<YYYY-MM>/` has its source told by its name, through the
+   sources' `pattern`: exactly one must match (none, or two: a person must say). Each source's
    files are that month's delivery (`ingest -p`); files already imported for their source are
    skipped by the importer itself, so a second pass imports nothing twice;
 2. stop if any charge is flagged (a person reviews it, then runs the cycle again);
@@ -23,6 +23,7 @@ lives here: it is the one place that may call billing, statements and journals a
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -32,11 +33,11 @@ from django.conf import settings
 
 from billing.config import BillingConfig
 from billing.ingest.errors import ImportRefused
-from billing.ingest.pipeline import sha256_file
+from billing.ingest.pipeline import PERIOD_RE, sha256_file
 from billing.models import BillingPeriod, Charge, Import, ImportFile
 from billing.services import import_files
 from billing.services.periods import PeriodError, period_close, period_finalize
-from billing.services.uploads import source_guess_one, source_patterns
+from billing.services.uploads import source_patterns
 from statements.models import Statement
 from statements.selectors import period_emails_settled
 from statements.services import StatementError, statement_generate
@@ -95,21 +96,38 @@ def inbox_files(period_key: str, inbox: Path | None = None) -> list[Path]:
     )
 
 
+def _matching_sources(name: str, patterns: dict[str, str]) -> list[str]:
+    """Every source whose filename pattern matches the file's name (unattended, a file that
+    two sources claim is not guessed: a person says which)."""
+    found = []
+    for source, pattern in patterns.items():
+        try:
+            if re.search(pattern, name, flags=re.IGNORECASE):
+                found.append(source)
+        except re.error:
+            continue
+    return sorted(found)
+
+
 def inbox_by_source(
     period_key: str, files: list[Path], config: BillingConfig
-) -> tuple[dict[str, list[Path]], list[Path]]:
-    """(source -> files, files whose source can't be told)."""
+) -> tuple[dict[str, list[Path]], list[str]]:
+    """(source -> files, what is wrong with the files whose source can't be told)."""
     patterns = source_patterns(config)
     by_source: dict[str, list[Path]] = defaultdict(list)
-    unknown = []
+    problems = []
     for path in files:
-        in_month_folder = path.parent.name == period_key
-        source = source_guess_one(path.name, patterns) if in_month_folder else path.parent.name
-        if source:
-            by_source[source].append(path)
+        if path.parent.name != period_key:  # <inbox>/<month>/<source>/: the folder says
+            by_source[path.parent.name].append(path)
+            continue
+        sources = _matching_sources(path.name, patterns)
+        if len(sources) == 1:
+            by_source[sources[0]].append(path)
+        elif sources:
+            problems.append(f"{path.name} matches {' and '.join(sources)}")
         else:
-            unknown.append(path)
-    return dict(by_source), unknown
+            problems.append(f"{path.name} matches no source")
+    return dict(by_source), problems
 
 
 def run_cycle(
@@ -123,6 +141,8 @@ def run_cycle(
 ) -> CycleReport:
     """One pass over the month; see the module docstring. Never raises for a refusal."""
     report = CycleReport(period=period_key)
+    if not PERIOD_RE.match(period_key or ""):
+        return report.stop(FAILED, f"period must be YYYY-MM, got {period_key!r}")
     try:
         _run(report, period_key, config, inbox, template, wait_seconds, finalize)
     except (ImportRefused, PeriodError, StatementError, JournalRefused) as exc:
@@ -138,6 +158,14 @@ def _run(report, period_key, config, inbox, template, wait_seconds, finalize) ->
         report.step("month", "finalized already: nothing to do")
         return
 
+    root = inbox or inbox_root()
+    if not root.is_dir():
+        report.stop(
+            ACT,
+            f"the inbox {root} does not exist (OPENCHARGEBACK_INBOX or --inbox): create it, "
+            f"with a folder {period_key}/ for the month's files",
+        )
+        return
     files = inbox_files(period_key, inbox)
     if period is None or period.status == BillingPeriod.Status.OPEN:
         if not _import(report, period_key, files, config):
@@ -229,12 +257,12 @@ def _import(report: CycleReport, period_key: str, files: list[Path], config) -> 
     if not files:
         report.step("import", "inbox empty")
         return True
-    by_source, unknown = inbox_by_source(period_key, files, config)
-    if unknown:
+    by_source, problems = inbox_by_source(period_key, files, config)
+    if problems:
         report.stop(
             ACT,
-            f"no source matches {', '.join(p.name for p in unknown[:5])}: move each file into "
-            f"the folder of its source (<inbox>/{period_key}/<source>/) and run the cycle again",
+            f"{'; '.join(problems[:5])}: move each such file into the folder of its source "
+            f"(<inbox>/{period_key}/<source>/) and run the cycle again; nothing was imported",
         )
         return False
     for source, paths in sorted(by_source.items()):

@@ -54,10 +54,12 @@ import json, sys
 statuses = {p["period"]: p["status"] for p in json.load(sys.stdin)}
 print(statuses.get(sys.argv[1], "new"))' "$1"
 }
+# Only a month this instance doesn't have yet gets the sample files: a month that exists keeps
+# whatever was done to it since (a restated delivery, reviews, a close), never overwritten.
 for month in 2026-09 2026-10; do
   status=$(period_status "$month")
-  if [ "$status" != "open" ] && [ "$status" != "new" ]; then
-    echo "== $month is $status: its charges stay as they are (no import)"
+  if [ "$status" != "new" ]; then
+    echo "== $month exists ($status): its charges stay as they are (no import)"
     continue
   fi
   for source in aws azure hpc storage; do

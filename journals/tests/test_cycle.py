@@ -159,8 +159,15 @@ def test_a_file_after_the_close_or_of_no_known_source_stops_for_a_person(office,
     month = tmp_path / "inbox" / PERIOD
     write_focus(month / "mystery.csv", [focus_row(PERIOD, "m-1", "1.00", **ADA)])
     code, report = cycle(office)
-    assert code == 2 and "no source matches mystery.csv" in report["action"]
+    assert code == 2 and "mystery.csv matches no source" in report["action"]
     assert not Import.objects.exists()  # nothing imported half-way
+
+    # A name two sources' patterns match (aws, slurm) is not guessed either.
+    (month / "mystery.csv").rename(month / "aws_slurm_export.csv")
+    code, report = cycle(office)
+    assert code == 2 and "aws_slurm_export.csv matches aws and hpc" in report["action"]
+    assert not Import.objects.exists()
+    (month / "aws_slurm_export.csv").rename(month / "mystery.csv")
 
     (month / "mystery.csv").rename(month / "hpc" / "mystery.csv")
     svc.import_files(
@@ -178,10 +185,22 @@ def test_a_file_after_the_close_or_of_no_known_source_stops_for_a_person(office,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_empty_month_is_reported_not_closed(office, tmp_path):
+def test_an_empty_month_a_missing_inbox_and_a_bad_period_are_reported(office, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
     code, report = cycle(office, "--inbox", str(tmp_path / "elsewhere"))
     assert code == 2 and "nothing to bill" in report["action"]
     assert not BillingPeriod.objects.filter(key=PERIOD, status="closed").exists()
+
+    # A mistyped inbox is not a quiet month.
+    code, report = cycle(office, "--inbox", str(tmp_path / "elsewere"))
+    assert code == 2 and "elsewere does not exist" in report["action"]
+
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit_:
+        call_command("cycle", "-p", "2026-4", "-c", str(office), "--json", stdout=out)
+    assert exit_.value.code == 1
+    assert json.loads(out.getvalue())["action"] == "period must be YYYY-MM, got '2026-4'"
+    assert not BillingPeriod.objects.exists()
 
 
 def _config(path):
