@@ -206,7 +206,9 @@ def pi_period_overview(*, email: str, period: BillingPeriod) -> dict:
 
 def reference_months(*, source=None, project=None, months: int = 12) -> list[dict]:
     """Month totals of one source or one project, newest first: per period and currency the
-    charges, exact billed and billable (clean + approved) sums, and flagged charges.
+    charges, exact billed and billable (clean + approved) sums, and flagged charges. Rejected
+    charges are left out of all of them, as `period_totals` leaves them out (one meaning of
+    "billed" wherever it is shown).
 
     A source's charges are reached by period (the composite index); a project's have no index
     of their own (docs/architecture.md: left out to keep imports fast), so a project's page
@@ -221,6 +223,7 @@ def reference_months(*, source=None, project=None, months: int = 12) -> list[dic
     billable = Q(review_status__in=Charge.BILLABLE_STATUSES)
     rows = (
         charges.filter(period__in=periods)
+        .exclude(review_status=Charge.ReviewStatus.REJECTED)
         .values("period_id", "billing_currency")
         .annotate(
             n=Count("id"),

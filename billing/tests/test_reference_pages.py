@@ -100,3 +100,23 @@ def test_sources_list_and_show(run, run_json, config_path, months):
 
     with pytest.raises(CommandError, match="no source named 'gcp' .*known: aws, azure"):
         run("sources", "show", "gcp", "-c", config_path)
+
+
+def test_a_rejected_charge_leaves_a_sources_months_as_it_leaves_the_period(
+    run_json, config_path, months
+):
+    from billing.models import Charge
+    from billing.selectors import period_totals
+    from billing.services import charge_reject
+
+    result = charge_reject(
+        charges=Charge.objects.filter(resource_id="c"), actor="finance", note="untagged test row"
+    )
+    assert result.count == 1
+    shown = run_json("sources", "show", "aws", "-c", config_path)
+    january = next(m for m in shown["months"] if m["period"] == "2025-01")
+    # The flagged 5 rejected: 1,234.5 + 0.004 = 1,234.504 in two charges.
+    assert (january["charges"], january["billed"]) == (2, "1234.504")
+    period = Charge.objects.get(resource_id="c").period
+    everything = period_totals(period)["USD"]["billed"]  # aws only in January
+    assert str(everything) == january["billed"]
