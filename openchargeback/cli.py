@@ -23,17 +23,24 @@ def main(argv: list[str] | None = None) -> None:
         # Django answers both itself with its own version, before any command runs.
         print(f"OpenChargeback {product_version()}")
         return
+    from django.core.exceptions import ImproperlyConfigured
     from django.db import DatabaseError
 
     from .migrated import NOT_MIGRATED, is_missing_table
 
     try:
         execute_from_command_line(argv)
+    except ImproperlyConfigured as exc:  # the environment, not a bug: say what to set
+        sys.stderr.write(f"configuration: {exc}\n")
+        sys.exit(1)
     except DatabaseError as exc:
         if not is_missing_table(exc):
             raise
         sys.stderr.write(f"CommandError: {NOT_MIGRATED}\n  ({exc})\n")
         sys.exit(1)
+    except BrokenPipeError:  # output piped into `head`, which stopped reading: not an error
+        sys.stderr.close()
+        sys.exit(0)
 
 
 def product_version() -> str:

@@ -39,7 +39,14 @@ _DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
 # Test runs (pytest) get a throwaway key, exported so the workers they start share it.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY and os.environ.get("DJANGO_SECRET_KEY_FILE"):
-    SECRET_KEY = Path(os.environ["DJANGO_SECRET_KEY_FILE"]).read_text().strip()
+    try:
+        SECRET_KEY = Path(os.environ["DJANGO_SECRET_KEY_FILE"]).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY_FILE={os.environ['DJANGO_SECRET_KEY_FILE']}: cannot read the "
+            f"secret key ({exc.strerror}); the quick start makes it as <OPENCHARGEBACK_HOME>/"
+            "secret_key"
+        ) from None
 # Test runs are development too: HTTPS-only defaults below follow PRODUCTION, not just DEBUG.
 _TESTING = "pytest" in sys.modules
 if not SECRET_KEY and _TESTING:

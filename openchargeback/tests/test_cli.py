@@ -50,3 +50,12 @@ def test_a_command_before_migrate_says_to_migrate(tmp_path, args):
     assert result.returncode == 1
     assert "run `openchargeback migrate` first" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_missing_secret_key_file_is_named_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
+    monkeypatch.setenv("DJANGO_SECRET_KEY_FILE", str(tmp_path / "no-such-key"))
+    result = cli("periods", "list", tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"DJANGO_SECRET_KEY_FILE={tmp_path / 'no-such-key'}: cannot read" in result.stderr
