@@ -318,3 +318,16 @@ def test_the_admin_upload_needs_the_period_for_a_usage_export(admin_client, tmp_
         response = admin_client.post(UPLOAD, data, follow=True)
     assert "needs the period it covers" in response.content.decode()
     assert not ImportJob.objects.exists()
+
+
+def test_an_export_with_nothing_to_bill_says_why(tmp_path, rates):
+    src = tmp_path / "sacct.txt"
+    src.write_text(
+        f"{HEADER}\n"
+        "401|ada-lab|ada|standard|RUNNING|2026-11-02T00:00:00|Unknown|4|cpu=4\n"
+        "402|ada-lab|ada|standard|PENDING|Unknown|Unknown|4|\n"
+    )
+    with pytest.raises(CommandError, match=r"nothing to bill in 2026-11 \(not billed, by state: "
+                       r"1 PENDING, 1 RUNNING\); nothing was imported"):  # fmt: skip
+        call_command("ingest", "--from", "slurm", str(src), "-s", "hpc", "-p", "2026-11")
+    assert not Import.objects.exists()

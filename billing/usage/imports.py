@@ -44,6 +44,14 @@ def usage_import(
         conversion = convert_file(converter, path, period=period, options=options)
     except ConversionError as exc:
         raise ImportRefused(f"{name}: {exc}") from None
+    if not conversion.priced.lines:
+        left_out = conversion.notes.get("not_billed_by_state") or {}
+        why = ", ".join(f"{count} {state}" for state, count in left_out.items())
+        raise ImportRefused(
+            f"{name}: nothing to bill in {period}"
+            + (f" (not billed, by state: {why})" if why else "")
+            + "; nothing was imported"
+        )
     with tempfile.TemporaryDirectory(prefix="oc-convert-") as folder:
         focus = Path(folder) / f"{Path(name).stem}.focus.csv"
         with open(focus, "w", encoding="utf-8", newline="") as out:

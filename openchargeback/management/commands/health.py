@@ -18,6 +18,7 @@ class Command(BaseCommand):
         healthy, body = run_checks()
         self.stdout.write(json.dumps(body))
         if not healthy:
-            raise CommandError("unhealthy: " + ", ".join(
-                name for name, value in body["checks"].items() if value == "failed"
-            ))
+            raise CommandError(
+                "unhealthy: "
+                + ", ".join(name for name, value in body["checks"].items() if value == "failed")
+            )
