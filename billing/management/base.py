@@ -17,6 +17,16 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def period_key(value: str) -> str:
+    """argparse type of every YYYY-MM argument: a malformed month is refused by its format,
+    before any command looks for it."""
+    from billing.ingest.pipeline import PERIOD_RE
+
+    if not PERIOD_RE.match(value or ""):
+        raise argparse.ArgumentTypeError(f"must be YYYY-MM, got {value!r}")
+    return value
+
+
 class BillingCommand(BaseCommand):
     """A command that reads the billing configuration and records who acted."""
 

@@ -59,3 +59,23 @@ def test_a_missing_secret_key_file_is_named_not_a_traceback(tmp_path, monkeypatc
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"DJANGO_SECRET_KEY_FILE={tmp_path / 'no-such-key'}: cannot read" in result.stderr
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("periods", "show", "2026-13"),
+        ("periods", "close", "2026-1"),
+        ("generate", "-p", "2026/10"),
+        ("export_journal", "-p", "26-10"),
+        ("review", "list", "-p", "Oct 2026"),
+        ("show", "ada@example.edu", "-p", "2026-00"),
+    ],
+)
+def test_every_month_argument_is_refused_by_its_format(args):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match=r"must be YYYY-MM, got '"):
+        call_command(*args)

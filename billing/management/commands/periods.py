@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 from django.db import OperationalError, connection
 
-from billing.management.base import BillingCommand
+from billing.management.base import BillingCommand, period_key
 from billing.models import BillingPeriod
 from billing.selectors import period_list, period_summary
 from billing.services import PeriodError, period_close, period_finalize, period_open
@@ -21,7 +21,7 @@ class Command(BillingCommand):
         listing = self.add_subcommand(sub, "list", help="All periods with status and counts.")
         listing.add_argument("--json", action="store_true")
         show = self.add_subcommand(sub, "show", help="One period: status, counts, totals.")
-        show.add_argument("period", metavar="YYYY-MM")
+        show.add_argument("period", metavar="YYYY-MM", type=period_key)
         show.add_argument("--json", action="store_true")
         for name, text in (
             ("open", "Create a period, or reopen a closed one (needs --reason)."),
@@ -33,7 +33,7 @@ class Command(BillingCommand):
             ),
         ):
             p = self.add_subcommand(sub, name, help=text)
-            p.add_argument("period", metavar="YYYY-MM")
+            p.add_argument("period", metavar="YYYY-MM", type=period_key)
             p.add_argument("--reason", default="", help="Why (required to reopen).")
 
     def handle(self, *args, **options):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from billing.management.base import BillingCommand, clip
+from billing.management.base import BillingCommand, clip, period_key
 from billing.models import BillingPeriod, Charge, Flag
 from billing.selectors import review_queryset, review_rows
 from billing.services import (
@@ -25,7 +25,7 @@ class Command(BillingCommand):
         super().add_arguments(parser)
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
         listing = self.add_subcommand(sub, "list", help="Charges waiting for a decision.")
-        listing.add_argument("-p", "--period", metavar="YYYY-MM")
+        listing.add_argument("-p", "--period", metavar="YYYY-MM", type=period_key)
         listing.add_argument("--reason", metavar="R", help=f"One of: {', '.join(_codes())}.")
         listing.add_argument(
             "--status",
@@ -71,7 +71,7 @@ class Command(BillingCommand):
     @staticmethod
     def _selection(parser):
         parser.add_argument("--id", dest="ids", type=int, nargs="+", metavar="N", default=[])
-        parser.add_argument("-p", "--period", metavar="YYYY-MM")
+        parser.add_argument("-p", "--period", metavar="YYYY-MM", type=period_key)
         parser.add_argument("--reason", metavar="R")
         parser.add_argument("--json", action="store_true")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from billing.management.base import BillingCommand
+from billing.management.base import BillingCommand, period_key
 from billing.models import PI, BillingPeriod
 from billing.selectors import pi_period_overview
 
@@ -15,7 +15,7 @@ class Command(BillingCommand):
     def add_arguments(self, parser):
         super().add_arguments(parser)
         parser.add_argument("email", metavar="PI_EMAIL")
-        parser.add_argument("-p", "--period", required=True, metavar="YYYY-MM")
+        parser.add_argument("-p", "--period", required=True, metavar="YYYY-MM", type=period_key)
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **options):

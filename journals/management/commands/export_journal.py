@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from billing.management.base import BillingCommand
+from billing.management.base import BillingCommand, period_key
 from journals.services import JournalRefused, journal_export
 
 
@@ -18,7 +18,7 @@ class Command(BillingCommand):
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
-        parser.add_argument("-p", "--period", required=True, metavar="YYYY-MM")
+        parser.add_argument("-p", "--period", required=True, metavar="YYYY-MM", type=period_key)
         parser.add_argument(
             "-f",
             "--format",

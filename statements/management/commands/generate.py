@@ -6,7 +6,7 @@ import time
 
 from django.core.management.base import CommandError
 
-from billing.management.base import BillingCommand
+from billing.management.base import BillingCommand, period_key
 from statements.models import StatementRun
 from statements.selectors import run_progress
 from statements.services import StatementError, email_counts, statement_generate
@@ -43,7 +43,7 @@ class Command(BillingCommand):
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
-        parser.add_argument("-p", "--period", required=True, metavar="YYYY-MM")
+        parser.add_argument("-p", "--period", required=True, metavar="YYYY-MM", type=period_key)
         parser.add_argument("--pi", metavar="EMAIL", help="Only this PI's statements.")
         parser.add_argument(
             "--dry-run", action="store_true", help="Show the statements; write and send nothing."
