@@ -23,7 +23,6 @@ lives here: it is the one place that may call billing, statements and journals a
 
 from __future__ import annotations
 
-import re
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,7 @@ from billing.ingest.pipeline import PERIOD_RE, sha256_file
 from billing.models import BillingPeriod, Charge, Import, ImportFile
 from billing.services import import_files
 from billing.services.periods import PeriodError, period_close, period_finalize
-from billing.services.uploads import source_patterns
+from billing.services.uploads import source_matches, source_patterns
 from statements.models import Statement
 from statements.selectors import period_emails_settled
 from statements.services import StatementError, statement_generate
@@ -96,19 +95,6 @@ def inbox_files(period_key: str, inbox: Path | None = None) -> list[Path]:
     )
 
 
-def _matching_sources(name: str, patterns: dict[str, str]) -> list[str]:
-    """Every source whose filename pattern matches the file's name (unattended, a file that
-    two sources claim is not guessed: a person says which)."""
-    found = []
-    for source, pattern in patterns.items():
-        try:
-            if re.search(pattern, name, flags=re.IGNORECASE):
-                found.append(source)
-        except re.error:
-            continue
-    return sorted(found)
-
-
 def inbox_by_source(
     period_key: str, files: list[Path], config: BillingConfig
 ) -> tuple[dict[str, list[Path]], list[str]]:
@@ -120,7 +106,7 @@ def inbox_by_source(
         if path.parent.name != period_key:  # <inbox>/<month>/<source>/: the folder says
             by_source[path.parent.name].append(path)
             continue
-        sources = _matching_sources(path.name, patterns)
+        sources = sorted(source_matches(path.name, patterns))
         if len(sources) == 1:
             by_source[sources[0]].append(path)
         elif sources:

@@ -105,8 +105,9 @@ def source_names(config: BillingConfig | None = None) -> list[str]:
     return sorted(names)
 
 
-def source_guess_one(name: str, patterns: dict[str, str]) -> str | None:
-    """The source whose pattern matches the file name; the longest match wins, a tie is None."""
+def source_matches(name: str, patterns: dict[str, str]) -> dict[str, int]:
+    """source -> length of its pattern's match in the file's name, for every source that matches
+    (a pattern that isn't a valid regular expression matches nothing)."""
     base = Path(name).name
     hits: dict[str, int] = {}
     for source, pattern in patterns.items():
@@ -116,6 +117,13 @@ def source_guess_one(name: str, patterns: dict[str, str]) -> str | None:
             continue
         if match:
             hits[source] = len(match.group(0))
+    return hits
+
+
+def source_guess_one(name: str, patterns: dict[str, str]) -> str | None:
+    """The source whose pattern matches the file name; the longest match wins, a tie is None.
+    (A guess a person sees and may change; the unattended cycle takes only a single match.)"""
+    hits = source_matches(name, patterns)
     if not hits:
         return None
     best = max(hits.values())

@@ -168,3 +168,23 @@ def run():
         return out.getvalue()
 
     return run
+
+
+@pytest.fixture
+def month_config(settings, tmp_path):
+    """For tests that run whole months through the services: PDFs under tmp_path, mail kept in
+    memory and retried at once, the journal templates loaded. Returns write(text=chaos.CONFIG)
+    -> the path of that billing configuration, written under tmp_path."""
+    from .chaos import CONFIG, ensure_journal_templates
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.OPENCHARGEBACK_EMAIL_RETRY_DELAY = 0
+    ensure_journal_templates()
+
+    def write(text: str = CONFIG):
+        path = tmp_path / "config.yaml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write

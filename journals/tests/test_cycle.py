@@ -22,7 +22,7 @@ from journals.models import JournalExport
 from statements.models import Statement, StatementEmail
 
 from . import chaos_adapter as svc
-from .chaos import ensure_journal_templates, focus_row, write_focus
+from .chaos import focus_row, write_focus
 
 PERIOD = "2026-04"
 ADA = {"pi": "ada@example.edu", "project": "engines", "fund": "MATH-1843"}
@@ -43,14 +43,9 @@ email:
 
 
 @pytest.fixture
-def office(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.OPENCHARGEBACK_EMAIL_RETRY_DELAY = 0
+def office(month_config, settings, tmp_path):
     settings.OPENCHARGEBACK_INBOX = str(tmp_path / "inbox")
-    ensure_journal_templates()
-    config = tmp_path / "config.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config = month_config(CONFIG)
     month = tmp_path / "inbox" / PERIOD
     (month / "hpc").mkdir(parents=True)
     write_focus(

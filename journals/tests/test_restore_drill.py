@@ -28,7 +28,7 @@ from journals.models import JournalExport
 from statements.models import Statement
 
 from . import chaos_adapter as svc
-from .chaos import CONFIG, ensure_journal_templates, focus_row, write_focus
+from .chaos import focus_row, write_focus
 
 PERIOD = "2026-03"
 ADA = {"pi": "ada@example.edu", "project": "engines", "fund": "MATH-1843"}
@@ -73,15 +73,10 @@ print(json.dumps({
 
 
 @pytest.fixture
-def finalized_month(settings, tmp_path):
+def finalized_month(month_config, tmp_path):
     from billing.config import load_config
 
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.OPENCHARGEBACK_EMAIL_RETRY_DELAY = 0
-    ensure_journal_templates()
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(CONFIG, encoding="utf-8")
+    config_path = month_config()
     config = load_config(str(config_path))
 
     rows = [

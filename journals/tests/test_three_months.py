@@ -23,10 +23,8 @@ from billing.money import ExactSum
 
 from . import chaos_adapter as svc
 from .chaos import (
-    CONFIG,
     CREDIT_FUNDS,
     FUND_PATTERN,
-    ensure_journal_templates,
     focus_row,
     write_focus,
 )
@@ -37,16 +35,10 @@ BOB = {"pi": "bob@example.edu", "project": "looms", "fund": "PHYS-22"}
 
 
 @pytest.fixture
-def month_end(settings, tmp_path):
+def month_end(month_config):
     from billing.config import load_config
 
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.OPENCHARGEBACK_EMAIL_RETRY_DELAY = 0
-    ensure_journal_templates()
-    path = tmp_path / "config.yaml"
-    path.write_text(CONFIG, encoding="utf-8")
-    return load_config(str(path))
+    return load_config(str(month_config()))
 
 
 class Books:
