@@ -508,11 +508,12 @@ def _detail_table(data: PdfData) -> list:
             )
             kinds.append("line")
         # Named parts of the section's discount: already in the lines above, so only the
-        # discount column has a figure.
+        # discount column has a figure, and the label says so (as the portal does): a reader
+        # adding the column must not count it twice.
         for r in getattr(s, "reductions", ()):
             rows.append(
                 [
-                    fit("   " + r.label, widths[0] + widths[1] - 6),
+                    fit(f"   {r.label} (in the discount above)", widths[0] + widths[1] - 6),
                     "",
                     "",
                     money(r.amount),
