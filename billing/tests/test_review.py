@@ -313,6 +313,14 @@ def test_review_approve_by_id_and_reject_by_id(odd, run):
     assert charge("bad-fund-2").review_status == "rejected"
 
 
+def test_review_ids_given_one_flag_each_all_count(odd, run):
+    """`--id 1 --id 2` selects both, as `--id 1 2` does (argparse alone would keep the last)."""
+    one, two = charge("bad-fund-1").pk, charge("bad-fund-2").pk
+    out = run("review", "reject", "--id", one, "--id", two, "--note", "not ours")
+    assert "Rejected 2 charge(s)" in out
+    assert {charge("bad-fund-1").review_status, charge("bad-fund-2").review_status} == {"rejected"}
+
+
 def test_review_reassign_by_id_is_audited_like_the_admin(month, run, run_json):
     untagged = charge("untagged").pk
     out = run(

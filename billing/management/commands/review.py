@@ -70,7 +70,9 @@ class Command(BillingCommand):
 
     @staticmethod
     def _selection(parser):
-        parser.add_argument("--id", dest="ids", type=int, nargs="+", metavar="N", default=[])
+        parser.add_argument(
+            "--id", dest="ids", type=int, nargs="+", action="extend", metavar="N", default=[]
+        )
         parser.add_argument("-p", "--period", metavar="YYYY-MM", type=period_key)
         parser.add_argument("--reason", metavar="R")
         parser.add_argument("--json", action="store_true")
