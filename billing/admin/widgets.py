@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import F, Q
 from django.utils.functional import cached_property
@@ -85,7 +86,14 @@ class ReasonFilter(admin.SimpleListFilter):
             flag = Flag.from_code(self.value())
         except ValueError:
             return queryset.none()
-        return queryset.alias(flag_hit=F("flags").bitand(int(flag))).filter(flag_hit__gt=0)
+        # A clean charge has no reasons (the charge_flags_match_status constraint), so leaving
+        # clean charges out changes no row; it lets PostgreSQL read the small index of the
+        # charges in review (migration 0017) instead of a month's every charge.
+        return (
+            queryset.exclude(review_status=Status.CLEAN)
+            .alias(flag_hit=F("flags").bitand(int(flag)))
+            .filter(flag_hit__gt=0)
+        )
 
 
 class QueueStatusFilter(admin.SimpleListFilter):
@@ -258,6 +266,18 @@ class CappedCountPaginator(Paginator):
         if ids is None or (self.capped and top > self.CAP):
             return super().page(number)
         return self._get_page(self.object_list.filter(pk__in=ids[bottom:top]), number, self)
+
+
+class SortableByChangeList(ChangeList):
+    """A list that sorts only by the columns its admin's `sortable_by` names.
+
+    Django links only those headers, but still sorts by any column a hand-made `?o=` names; on
+    the charge list that is a sort of every charge in the database (30 s at ten million)."""
+
+    def get_ordering_field(self, field_name):
+        if self.sortable_by is not None and field_name not in self.sortable_by:
+            return None
+        return super().get_ordering_field(field_name)
 
 
 class FixedChoicesFilter(admin.SimpleListFilter):

@@ -594,10 +594,12 @@ def test_pages_in_and_beyond_the_counted_head_hold_the_right_charges(
 ):
     """Pages up to the cap come from one query of ids; later pages and other orders don't."""
     from billing.admin.charges import ChargeAdmin
+    from billing.admin.review import ReviewQueueAdmin
     from billing.admin.widgets import CappedCountPaginator
 
     monkeypatch.setattr(CappedCountPaginator, "CAP", 2)
     monkeypatch.setattr(ChargeAdmin, "list_per_page", 1)
+    monkeypatch.setattr(ReviewQueueAdmin, "list_per_page", 1)
     newest_first = list(Charge.objects.order_by("-id").values_list("resource_id", flat=True))
 
     pages = [
@@ -607,9 +609,101 @@ def test_pages_in_and_beyond_the_counted_head_hold_the_right_charges(
 
     assert pages == [{resource} for resource in newest_first[:3]]
     # Sorted by a column (o=1 is "service · resource", sorted by resource id; o counts from 0):
-    # the page query Django makes.
-    assert listed_resources(admin_client, "/admin/billing/charge/?o=1&p=1") == {"bad-fund-1"}
-    assert listed_resources(admin_client, "/admin/billing/charge/?o=-1&p=1") == {"untagged"}
+    # the page query Django makes. The queue sorts by its columns (the charge list by id only).
+    assert listed_resources(admin_client, f"{QUEUE_URL}?o=1&p=1") == {"bad-fund-1"}
+    assert listed_resources(admin_client, f"{QUEUE_URL}?o=-1&p=1") == {"untagged"}
+
+
+def listed_in_order(admin_client, url: str) -> list[str]:
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    return [obj.resource_id for obj in page.context["cl"].result_list]
+
+
+def test_charge_list_sorts_by_id_only_and_the_queue_by_its_columns(month, admin_client):
+    """A sort by any other column would read every charge in the database (30 s at ten
+    million): the charge list ignores it, even from a hand-made URL."""
+    charges = "/admin/billing/charge/"
+    newest_first = list(Charge.objects.order_by("-id").values_list("resource_id", flat=True))
+    for column in (1, 5, 6, -1, -5, -6):  # resource id, fund/org, status
+        assert listed_in_order(admin_client, f"{charges}?o={column}") == newest_first
+    assert listed_in_order(admin_client, f"{charges}?o=0") == newest_first[::-1]
+    page = admin_client.get(charges).content.decode()
+    assert "?o=1" not in page and "?o=0" in page  # only the charge column's header sorts
+    assert listed_in_order(admin_client, f"{QUEUE_URL}?o=1") == [
+        "bad-fund-1",
+        "bad-fund-2",
+        "untagged",
+    ]
+
+
+def test_every_filter_returns_its_charges_decided_or_not(month, admin_client):
+    """The status and reason filters, and the others, on the charge list and the queue: the
+    same charges on SQLite and on PostgreSQL, where they read the index of charges in review."""
+    charge_reject(charges=Charge.objects.filter(resource_id="bad-fund-1"), note="test lab")
+    charges = "/admin/billing/charge/"
+    pi = PI.objects.get(email="ada@example.edu")
+    period = month.pk
+    expected = {
+        f"{charges}?reason=fund_org_pattern": {"bad-fund-1", "bad-fund-2"},
+        f"{charges}?reason=no_pi": {"untagged"},
+        f"{charges}?reason=pattern_match": set(),
+        f"{charges}?reason=nonsense": set(),
+        f"{charges}?review_status__exact=flagged": {"bad-fund-2", "untagged"},
+        f"{charges}?review_status__exact=rejected": {"bad-fund-1"},
+        f"{charges}?review_status__exact=clean": {"clean"},
+        f"{charges}?review_status__exact=rejected&reason=fund_org_pattern": {"bad-fund-1"},
+        f"{charges}?period__id__exact={period}&reason=no_pi": {"untagged"},
+        f"{charges}?pi_email={pi.email}&reason=fund_org_pattern": {"bad-fund-1", "bad-fund-2"},
+        f"{charges}?project_id=engines": {"clean", "bad-fund-1", "bad-fund-2"},
+        f"{charges}?q=acct-9": {"untagged"},
+        f"{charges}?service=Compute": {"clean", "bad-fund-1", "bad-fund-2", "untagged"},
+        f"{charges}?service=compute": set(),  # as delivered, case included
+        f"{charges}?category=Credit": set(),
+        QUEUE_URL: {"bad-fund-2", "untagged"},
+        f"{QUEUE_URL}?reason=fund_org_pattern": {"bad-fund-2"},
+        f"{QUEUE_URL}?status=rejected": {"bad-fund-1"},
+        f"{QUEUE_URL}?status=rejected&reason=fund_org_pattern": {"bad-fund-1"},
+        f"{QUEUE_URL}?status=rejected&reason=no_pi": set(),
+        f"{QUEUE_URL}?status=approved": set(),
+        f"{QUEUE_URL}?status=all": {"clean", "bad-fund-1", "bad-fund-2", "untagged"},
+        f"{QUEUE_URL}?status=all&reason=fund_org_pattern": {"bad-fund-1", "bad-fund-2"},
+        f"{QUEUE_URL}?period__id__exact={period}": {"bad-fund-2", "untagged"},
+        f"{QUEUE_URL}?pi_email=ADA@example.edu": {"bad-fund-2"},
+        f"{QUEUE_URL}?q=not a fund": {"bad-fund-2"},
+        f"{QUEUE_URL}?q=acct-9": {"untagged"},
+    }
+    found = {url: listed_resources(admin_client, url) for url in expected}
+    assert found == expected
+
+
+def test_queue_totals_are_the_sums_of_the_rows_shown(odd, admin_client):
+    """Per currency: each reason's count and billed amount, and the "All shown" line, equal the
+    sums over the charges the list shows, for any filter."""
+    charge_reject(charges=Charge.objects.filter(resource_id="bad-fund-1"), note="test lab")
+    for url in (
+        QUEUE_URL,
+        f"{QUEUE_URL}?reason=fund_org_pattern",
+        f"{QUEUE_URL}?reason=pattern_match",
+        f"{QUEUE_URL}?status=rejected",
+        f"{QUEUE_URL}?status=all",
+        f"{QUEUE_URL}?q=not a fund",
+        f"{QUEUE_URL}?project_id=engines",
+    ):
+        page = admin_client.get(url)
+        rows = list(page.context["cl"].result_list)
+        assert rows, url
+        expected = {}
+        for row in rows:
+            codes = [flag.code for flag in Flag if row.flags & flag] + [""]
+            for code in codes:
+                count, billed = expected.get((code, row.billing_currency), (0, D(0)))
+                expected[(code, row.billing_currency)] = (count + 1, billed + row.billed_cost)
+        totals = {
+            (r["code"], r["currency"]): (r["count"], r["billed"])
+            for r in page.context["queue_totals"]
+        }
+        assert totals == expected, url
 
 
 @pytest.mark.django_db(transaction=True)
@@ -760,3 +854,17 @@ def test_review_list_text_cuts_long_emails_and_projects_with_an_ellipsis(month, 
     assert " medieval-ocr-digiti… " in row
     # A value that fits is printed whole, without an ellipsis.
     assert "…" not in rows[str(charge("bad-fund-2").pk)]
+
+
+def test_postgresql_keeps_the_charges_in_review_in_their_own_small_index():
+    """Migration 0017: on PostgreSQL, a partial index of every charge that isn't clean, which
+    the queue's and the status and reason filters' queries read instead of the table."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL index; SQLite gets none")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'charge_review_rows'")
+        (definition,) = cursor.fetchone()
+    assert "WHERE ((review_status)::text <> 'clean'::text)" in definition
+    assert "(id) INCLUDE (period_id" in definition
