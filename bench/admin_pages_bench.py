@@ -122,6 +122,8 @@ def main():
         help="rows imported with the real importer; the rest are SQL copies of them",
     )
     parser.add_argument("--only", help="time only the pages whose name contains this")
+    parser.add_argument("--skip", help="leave out the pages whose name contains this")
+    parser.add_argument("--repeat", type=int, default=5, help="requests per page (median)")
     parser.add_argument(
         "--explain",
         type=float,
@@ -163,6 +165,7 @@ def main():
 
     django.setup()
     from django.core.management import call_command
+    from django.db import connection
     from django.test import Client
     from django.test.utils import setup_test_environment
     from focus_synth import generate
@@ -261,12 +264,23 @@ def main():
     }
     if args.only:
         pages = {name: url for name, url in pages.items() if args.only in name}
+    if args.skip:
+        pages = {name: url for name, url in pages.items() if args.skip not in name}
+    with connection.cursor() as cursor:
+        indexes = sorted(
+            name
+            for name, info in connection.introspection.get_constraints(
+                cursor, Charge._meta.db_table
+            ).items()
+            if info["index"]
+        )
+    print(f"{Charge.objects.count():,} charges; indexes on charges: {', '.join(indexes)}")
     load_before = os.getloadavg()[0]
     cpu_before = time.process_time()
     results = {}
     for name, url in pages.items():
         times = []
-        for _ in range(5):
+        for _ in range(args.repeat):
             t0 = time.perf_counter()
             response = client.get(url)
             times.append(time.perf_counter() - t0)
