@@ -858,7 +858,8 @@ def test_review_list_text_cuts_long_emails_and_projects_with_an_ellipsis(month, 
 
 def test_postgresql_keeps_the_charges_in_review_in_their_own_small_index():
     """Migration 0017: on PostgreSQL, a partial index of every charge that isn't clean, which
-    the queue's and the status and reason filters' queries read instead of the table."""
+    the queue's and the status and reason filters' queries read instead of the table, and one
+    of the charges that aren't usage, for the category filter."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -868,3 +869,7 @@ def test_postgresql_keeps_the_charges_in_review_in_their_own_small_index():
         (definition,) = cursor.fetchone()
     assert "WHERE ((review_status)::text <> 'clean'::text)" in definition
     assert "(id) INCLUDE (period_id" in definition
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'charge_not_usage'")
+        (definition,) = cursor.fetchone()
+    assert "WHERE (charge_category <> 'Usage'::text)" in definition
