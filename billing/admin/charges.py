@@ -10,6 +10,7 @@ from openchargeback.listcells import ListTitleMixin
 
 from ..models import Charge
 from .widgets import (
+    CappedChangeList,
     CappedCountPaginator,
     ChargeCategoryFilter,
     ChargeCellsMixin,
@@ -18,7 +19,6 @@ from .widgets import (
     ProjectFilter,
     ReasonFilter,
     ServiceFilter,
-    SortableByChangeList,
     money_cell,
     reason_labels,
     review_history,
@@ -160,7 +160,7 @@ class ChargeAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin.Mode
         return format_html('<a href="{}">{} (import #{})</a>', url, file.name, file.import_run_id)
 
     def get_changelist(self, request, **kwargs):
-        return SortableByChangeList
+        return CappedChangeList
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields] + [

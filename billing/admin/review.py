@@ -28,6 +28,7 @@ from ..services import (
 )
 from .confirm import confirm_action, is_confirmed
 from .widgets import (
+    CappedChangeList,
     CappedCountPaginator,
     ChargeCellsMixin,
     ExactSearchMixin,
@@ -195,6 +196,9 @@ class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
+
+    def get_changelist(self, request, **kwargs):
+        return CappedChangeList
 
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)

@@ -268,16 +268,29 @@ class CappedCountPaginator(Paginator):
         return self._get_page(self.object_list.filter(pk__in=ids[bottom:top]), number, self)
 
 
-class SortableByChangeList(ChangeList):
-    """A list that sorts only by the columns its admin's `sortable_by` names.
+class CappedChangeList(ChangeList):
+    """The change list of a list paged by CappedCountPaginator.
 
-    Django links only those headers, but still sorts by any column a hand-made `?o=` names; on
-    the charge list that is a sort of every charge in the database (30 s at ten million)."""
+    - It sorts only by the columns its admin's `sortable_by` names (all when None). Django links
+      only those headers, but still sorts by any column a hand-made `?o=` names; on the charge
+      list that is a sort of every charge in the database (30 s at ten million).
+    - When everything matching fits on one page, Django shows the whole filtered queryset,
+      which runs the filter a second time; the paginator's head already holds every matching
+      id, so the page reads those rows by key instead. A search the database can only answer
+      by reading the table (an exact resource id, 2 s at ten million charges) reads it once.
+    """
 
     def get_ordering_field(self, field_name):
         if self.sortable_by is not None and field_name not in self.sortable_by:
             return None
         return super().get_ordering_field(field_name)
+
+    def get_results(self, request):
+        super().get_results(request)
+        head = getattr(self.paginator, "_head_ids", None)
+        everything = not self.multi_page or (self.show_all and self.can_show_all)
+        if head is not None and not self.paginator.capped and everything:
+            self.result_list = self.queryset.filter(pk__in=head)
 
 
 class FixedChoicesFilter(admin.SimpleListFilter):

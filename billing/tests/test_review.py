@@ -637,6 +637,30 @@ def test_charge_list_sorts_by_id_only_and_the_queue_by_its_columns(month, admin_
     ]
 
 
+def test_a_search_that_fits_on_one_page_reads_the_table_once(month, admin_client):
+    """Django shows a one-page result by running the filtered query again; the capped head
+    already holds every id, so the page reads the rows by key (at ten million charges a
+    search reads the table: 2 s each time)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for url, expected in (
+        ("/admin/billing/charge/?q=acct-9", ["untagged"]),
+        ("/admin/billing/charge/?q=acct-9&all=", ["untagged"]),
+        ("/admin/billing/charge/?q=no-such-id", []),
+    ):
+        with CaptureQueriesContext(connection) as queries:
+            assert listed_in_order(admin_client, url) == expected
+        scans = [
+            q["sql"]
+            for q in queries.captured_queries
+            if "sub_account_id" in q["sql"] and '"id" IN (' not in q["sql"]
+        ]
+        assert len(scans) == 1, scans  # the head; the page reads its rows by id
+    newest_first = list(Charge.objects.order_by("-id").values_list("resource_id", flat=True))
+    assert listed_in_order(admin_client, "/admin/billing/charge/?all=") == newest_first
+
+
 def test_every_filter_returns_its_charges_decided_or_not(month, admin_client):
     """The status and reason filters, and the others, on the charge list and the queue: the
     same charges on SQLite and on PostgreSQL, where they read the index of charges in review."""
