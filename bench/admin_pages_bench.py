@@ -264,8 +264,10 @@ def main():
         "review queue, search": f"{queue}?q={quote(queued.resource_id)}",
         "review queue, approved": f"{queue}?status=approved",
         "review queue, all": f"{queue}?status=all",
-        "review queue, by billed": f"{queue}?o=2",
-        "review queue, by billed desc": f"{queue}?o=-2",
+        # The queue has actions, so its columns count from 1 (0 is the checkbox).
+        "review queue, by resource id": f"{queue}?o=2",
+        "review queue, by billed": f"{queue}?o=3",
+        "review queue, by billed desc": f"{queue}?o=-3",
         "review queue, page 50": f"{queue}?p=50",
         "review item detail": f"{queue}{queued.pk}/change/",
         "periods": "/admin/billing/billingperiod/",

@@ -610,8 +610,9 @@ def test_pages_in_and_beyond_the_counted_head_hold_the_right_charges(
     assert pages == [{resource} for resource in newest_first[:3]]
     # Sorted by a column (o=1 is "service · resource", sorted by resource id; o counts from 0):
     # the page query Django makes. The queue sorts by its columns (the charge list by id only).
-    assert listed_resources(admin_client, f"{QUEUE_URL}?o=1&p=1") == {"bad-fund-1"}
-    assert listed_resources(admin_client, f"{QUEUE_URL}?o=-1&p=1") == {"untagged"}
+    # The queue has actions: its columns count from 1 (0 is the checkbox), so o=2 is resource id.
+    assert listed_resources(admin_client, f"{QUEUE_URL}?o=2&p=1") == {"bad-fund-1"}
+    assert listed_resources(admin_client, f"{QUEUE_URL}?o=-2&p=1") == {"untagged"}
 
 
 def listed_in_order(admin_client, url: str) -> list[str]:
@@ -620,7 +621,7 @@ def listed_in_order(admin_client, url: str) -> list[str]:
     return [obj.resource_id for obj in page.context["cl"].result_list]
 
 
-def test_charge_list_sorts_by_id_only_and_the_queue_by_its_columns(month, admin_client):
+def test_charge_list_sorts_by_id_only_and_the_queue_by_its_columns(odd, admin_client):
     """A sort by any other column would read every charge in the database (30 s at ten
     million): the charge list ignores it, even from a hand-made URL."""
     charges = "/admin/billing/charge/"
@@ -630,11 +631,15 @@ def test_charge_list_sorts_by_id_only_and_the_queue_by_its_columns(month, admin_
     assert listed_in_order(admin_client, f"{charges}?o=0") == newest_first[::-1]
     page = admin_client.get(charges).content.decode()
     assert "?o=1" not in page and "?o=0" in page  # only the charge column's header sorts
-    assert listed_in_order(admin_client, f"{QUEUE_URL}?o=1") == [
-        "bad-fund-1",
-        "bad-fund-2",
-        "untagged",
+    # The queue (with actions, so o=2 is its resource column) sorts by resource id.
+    by_resource = ["bad-fund-1", "bad-fund-2", "odd-1", "odd-2", "untagged"]
+    assert listed_in_order(admin_client, f"{QUEUE_URL}?o=2") == by_resource
+    assert listed_in_order(admin_client, f"{QUEUE_URL}?o=-2") == by_resource[::-1]
+    billed = [
+        Charge.objects.get(resource_id=r).billed_cost
+        for r in listed_in_order(admin_client, f"{QUEUE_URL}?o=3")
     ]
+    assert len(billed) == 5 and billed == sorted(billed) and billed[0] < billed[-1]
 
 
 def test_a_search_that_fits_on_one_page_reads_the_table_once(month, admin_client):
