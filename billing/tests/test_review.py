@@ -666,6 +666,28 @@ def test_a_search_that_fits_on_one_page_reads_the_table_once(month, admin_client
     assert listed_in_order(admin_client, "/admin/billing/charge/?all=") == newest_first
 
 
+def test_a_sorted_page_finds_its_ids_first_then_reads_those_rows(odd, admin_client, monkeypatch):
+    """Sorted by a column, a page's ids come from a query of ids alone (an index-only scan of
+    the charges in review on PostgreSQL), then the page reads only those rows."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from billing.admin.review import ReviewQueueAdmin
+
+    monkeypatch.setattr(ReviewQueueAdmin, "list_per_page", 2)
+    pages = []
+    for number in (1, 2, 3):
+        with CaptureQueriesContext(connection) as queries:
+            pages.append(listed_in_order(admin_client, f"{QUEUE_URL}?o=2&p={number}"))
+        rows = [
+            q["sql"]
+            for q in queries.captured_queries
+            if q["sql"].startswith('SELECT "billing_charge"."id", ') and "ORDER BY" in q["sql"]
+        ]
+        assert rows and all('"id" IN (' in q for q in rows), rows  # the page's rows, by id
+    assert pages == [["bad-fund-1", "bad-fund-2"], ["odd-1", "odd-2"], ["untagged"]]
+
+
 def test_every_filter_returns_its_charges_decided_or_not(month, admin_client):
     """The status and reason filters, and the others, on the charge list and the queue: the
     same charges on SQLite and on PostgreSQL, where they read the index of charges in review."""
