@@ -281,3 +281,20 @@ def test_the_admin_refuses_a_second_rate_for_the_same_date_naming_the_first(admi
     event = AuditEvent.objects.get(action="rate.create", object_id=str(added.pk))
     assert event.user.username == "admin"
     assert event.after["list_price"] == "0.02"
+
+
+def test_ingest_help_says_what_a_shared_converter_option_means_for_each_converter():
+    from billing.management.commands.ingest import Command
+
+    parser = Command().create_parser("openchargeback", "ingest")
+    helps = {a.option_strings[0]: a.help for a in parser._actions if a.option_strings}
+    # --rates: slurm's tiers.json, storage's rates.json, tokens' pricing.json, not slurm's alone
+    for converter, rate_file in (
+        ("slurm", "tiers.json"), ("storage", "rates.json"), ("tokens", "pricing.json")
+    ):  # fmt: skip
+        assert f"{converter}: The earlier tool's" in helps["--rates"]
+        assert rate_file in helps["--rates"]
+    assert "storage: Path or project" in helps["--map"]
+    assert "tokens: User or workspace" in helps["--map"]
+    lines = parser.format_help().splitlines()
+    assert sum(line.lstrip().startswith(("--rates FILE", "--map FILE")) for line in lines) == 2
