@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -196,9 +197,36 @@ def test_rates_load_from_yaml_is_exact_audited_and_refuses_a_clash(tmp_path):
 
     listing = io.StringIO()
     call_command("rates", "list", stdout=listing)
-    assert (
-        "hpc-gpu/a100 from 2026-11-01: 1.10 USD per gpu-hour, subsidy 100.00%" in listing.getvalue()
+    assert "hpc-gpu/a100 from 2026-11-01: 1.10 USD per gpu-hour, subsidy 100%" in listing.getvalue()
+
+
+@pytest.mark.django_db
+def test_rates_list_prints_exact_amounts_without_padding_zeros(tmp_path):
+    path = tmp_path / "rates.yaml"
+    path.write_text(
+        RATE_FILE.replace("subsidy_percent: 100", "subsidy_percent: 12.5\n    multiplier: 2.5")
     )
+    call_command("rates", "load", str(path), stdout=io.StringIO())
+    Rate.objects.filter(service="hpc-cpu").update(subsidy_percent=D("0"))  # a 2-place column
+    listing = io.StringIO()
+    call_command("rates", "list", stdout=listing)
+    lines = listing.getvalue().splitlines()
+    assert lines[0].endswith(
+        "hpc-cpu/standard from 2026-11-01: 0.02 USD per core-hour, subsidy 0%, "
+        "first 10000 core-hours pi/month free"
+    )
+    assert lines[1].endswith(
+        "hpc-gpu/a100 from 2026-11-01: 1.10 USD per gpu-hour (×2.5 per gpu-hour), subsidy 12.5%"
+    )
+    as_json = io.StringIO()
+    call_command("rates", "list", "--json", stdout=as_json)
+    cpu_rate, gpu_rate = json.loads(as_json.getvalue())
+    assert (cpu_rate["allowance"], cpu_rate["multiplier"], cpu_rate["subsidy_percent"]) == (
+        "10000",
+        "1",
+        "0",
+    )
+    assert (gpu_rate["list_price"], gpu_rate["multiplier"]) == ("1.10", "2.5")
 
 
 @pytest.mark.django_db
