@@ -262,6 +262,7 @@ def test_the_command_line_prints_what_loading_converted(tmp_path, write_focus):
         ["periods", "close", "2026-01"],
         ["show", "ada@example.edu", "-p", "2026-01"],
         ["rates", "list"],
+        ["accounts", "list"],
         ["review", "list"],
         ["sources", "list"],
         ["convert", "slurm", "nowhere.txt", "-p", "2026-01", "-s", "hpc"],

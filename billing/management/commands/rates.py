@@ -81,11 +81,7 @@ class Command(BillingCommand):
             self.stdout.write(
                 f"#{r['id']:<4} {r['service']}/{r['key']} from {r['effective_from']}: "
                 f"{r['list_price']} {r['currency']} per {r['pricing_unit']}"
-                + (
-                    f" (×{r['multiplier']} per {r['unit']})"
-                    if r["multiplier"] != "1"
-                    else ""
-                )
+                + (f" (×{r['multiplier']} per {r['unit']})" if r["multiplier"] != "1" else "")
                 + f", subsidy {r['subsidy_percent']}%{allowance}"
                 + ("" if r["active"] else " [inactive]")
             )
