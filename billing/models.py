@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -674,7 +675,9 @@ class Rate(models.Model):
     )
     effective_from = models.DateField(help_text="First day (UTC) this rate applies.")
     # Pricing units per consumed unit (service units per core-hour); 1 when billed as consumed.
-    multiplier = models.DecimalField(max_digits=20, decimal_places=6, default=1)
+    # Exact decimals of any scale, like the price (billing/money.py): a centre's allowance in
+    # TB-months converted from GiB (0.536870912) or a multiplier with many places stays exact.
+    multiplier = MoneyField(default=Decimal(1))
     pricing_unit = models.CharField(
         max_length=50, blank=True, help_text="Unit the list price is per, if not the consumed unit."
     )
@@ -684,10 +687,8 @@ class Rate(models.Model):
     subsidy_percent = models.DecimalField(
         max_digits=5, decimal_places=2, default=0, help_text="0–100, applied after the allowance."
     )
-    allowance_quantity = models.DecimalField(
-        max_digits=24,
-        decimal_places=6,
-        default=0,
+    allowance_quantity = MoneyField(
+        default=Decimal(0),
         help_text="Consumed units included free each month (0 = none), before the percentage.",
     )
     allowance_per = models.CharField(max_length=10, choices=Per.choices, blank=True)
@@ -709,8 +710,9 @@ class Rate(models.Model):
                 condition=Q(allowance_quantity__gte=0), name="rate_allowance_not_negative"
             ),
             models.CheckConstraint(condition=Q(multiplier__gt=0), name="rate_multiplier_positive"),
+            # lte, with the check above: equal to zero by value (SQLite stores "0.0" as text)
             models.CheckConstraint(
-                condition=Q(allowance_quantity=0) | ~Q(allowance_per=""),
+                condition=Q(allowance_quantity__lte=0) | ~Q(allowance_per=""),
                 name="rate_allowance_names_its_holder",
             ),
         ]

@@ -24,6 +24,7 @@ lives here: it is the one place that may call billing, statements and journals a
 from __future__ import annotations
 
 import time
+import zlib
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from django.conf import settings
 
 from billing.config import BillingConfig
 from billing.ingest.errors import ImportRefused
-from billing.ingest.pipeline import PERIOD_RE, sha256_file
+from billing.ingest.pipeline import PERIOD_RE, content_sha256, sha256_file
 from billing.models import BillingPeriod, Charge, Import, ImportFile
 from billing.services import import_files
 from billing.services.periods import PeriodError, period_close, period_finalize
@@ -282,7 +283,19 @@ def _already_imported(source: str, period_key: str, paths: list[Path]) -> bool:
     if last is None:
         return False
     imported = sorted(last.files.values_list("sha256", flat=True))
-    return imported == sorted(sha256_file(p)[0] for p in paths)
+    hashes = [_hashes(p) for p in paths]
+    # An import recorded before content hashes kept a compressed file's byte hash.
+    return imported in (sorted(h[0] for h in hashes), sorted(h[1] for h in hashes))
+
+
+def _hashes(path: Path) -> tuple[str, str]:
+    """(content hash, byte hash) as the import records them; a file that can't be decompressed
+    has its bytes' only (its import is refused with the reason, not this check)."""
+    try:
+        return content_sha256(path)[:2]
+    except (OSError, EOFError, zlib.error):
+        digest = sha256_file(path)[0]
+        return digest, digest
 
 
 def _not_imported(period: BillingPeriod, files: list[Path]) -> list[Path]:
@@ -291,7 +304,7 @@ def _not_imported(period: BillingPeriod, files: list[Path]) -> list[Path]:
             "sha256", flat=True
         )
     )
-    return [p for p in files if sha256_file(p)[0] not in known]
+    return [p for p in files if known.isdisjoint(_hashes(p))]
 
 
 def _statement_counts(period: BillingPeriod) -> dict[str, int]:

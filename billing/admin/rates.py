@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 
 from ..models import Rate
 from ..reference_audit import acting_as
-from ..services.rates import RateError, rate_clash, rate_save
+from ..services.rates import RateError, check_terms, rate_clash, rate_save
 
 
 @admin.register(Rate)
@@ -57,6 +57,17 @@ class RateAdmin(admin.ModelAdmin):
                             f"{probe.unit} from {probe.effective_from} ({other.list_price} "
                             f"{other.currency}); change that one or pick another date."
                         )
+                terms = ("list_price", "multiplier", "allowance_quantity", "subsidy_percent")
+                if not self.errors and all(data.get(k) is not None for k in terms):
+                    try:  # the range and places the service refuses, before "saved" is shown
+                        check_terms(
+                            Rate(
+                                **{k: data[k] for k in terms},
+                                allowance_per=data.get("allowance_per", ""),
+                            )
+                        )
+                    except RateError as exc:
+                        raise ValidationError(str(exc)) from None
                 return data
 
         return RateForm

@@ -201,13 +201,14 @@ class AccountMappingAdmin(ImportExportModelAdmin):
         "account_id",
         "source",
         "pi_email",
+        "pi_name",
         "project_id",
         "fund_org",
         "cost_center",
         "note",
     )
     list_filter = ("source",)
-    search_fields = ("account_id", "pi_email", "project_id", "fund_org")
+    search_fields = ("account_id", "pi_email", "pi_name", "project_id", "fund_org")
 
     def save_model(self, request, obj, form, change):
         account_mapping_save(mapping=obj, acting_user=request.user, changed=form.changed_data)

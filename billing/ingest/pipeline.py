@@ -8,7 +8,8 @@ Invariants:
   the files' rows: rows that come back identical (same fingerprint) are kept with their review
   decisions, rows no longer delivered are removed, new rows are added. The same files twice
   change nothing and report `unchanged`. `append` adds the files' rows instead; a file already
-  appended for the source (same content hash, its charges still present) is skipped.
+  appended for the source (same content hash, its charges still present) is skipped; the
+  content of a gzip-compressed file is what it decompresses to (`content_sha256`).
 - With a requested month (`-p`), the files are that month's delivery: every row is billed in
   it, rows that name another month are flagged `other_period` for review (a late credit for a
   closed or finalized month lands here, never there), and only that month of the source is
@@ -26,8 +27,10 @@ Invariants:
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -57,7 +60,7 @@ from ..services.figures import figures_warm_after_commit
 from . import loader
 from .columns import map_headers
 from .errors import FileRefused, ImportRefused
-from .reader import RereadForLines, read_batches, read_headers
+from .reader import RereadForLines, file_format, read_batches, read_headers
 from .rows import RowBuilder
 
 PERIOD_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
@@ -105,6 +108,8 @@ class _File:
     headers: list[str]
     fields: dict[str, int]
     extra: dict[str, int]
+    # SHA-256 of the bytes as delivered: differs from `sha256` (the content's) when compressed
+    raw_sha256: str = ""
     rows: int = 0
     record: ImportFile | None = None
 
@@ -149,6 +154,37 @@ def sha256_file(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
+
+
+class _Counted:
+    """A binary file that hashes and counts the bytes read through it (the file as delivered)."""
+
+    def __init__(self, handle):
+        self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
+
+    def read(self, n=-1):
+        data = self.handle.read(n)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+
+def content_sha256(path: Path) -> tuple[str, str, int]:
+    """(SHA-256 of the content, SHA-256 of the bytes as delivered, size in bytes).
+
+    The content of a gzip-compressed file is what it decompresses to, so the same export
+    delivered as .csv and as .csv.gz (or under another name) has one content hash: `--append`
+    recognises it. Other files are their own content. One pass over the file either way."""
+    if file_format(path) != "csv.gz":
+        digest, size = sha256_file(path)
+        return digest, digest, size
+    content = hashlib.sha256()
+    with open(path, "rb") as handle:
+        raw = _Counted(handle)
+        with gzip.GzipFile(fileobj=raw, mode="rb") as inflated:
+            while chunk := inflated.read(1 << 20):
+                content.update(chunk)
+    return content.hexdigest(), raw.digest.hexdigest(), raw.size
 
 
 def source_for_import(name: str, config: BillingConfig) -> Source:
@@ -252,8 +288,11 @@ def import_files(
         fields, extra, problems = map_headers(headers)
         if problems:
             raise ImportRefused(f"{name}: not a FOCUS file we can import", problems)
-        digest, size = sha256_file(path)
-        files.append(_File(path, name, digest, size, headers, fields, extra))
+        try:
+            digest, raw_digest, size = content_sha256(path)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ImportRefused(f"{name}: cannot read the file ({exc})") from None
+        files.append(_File(path, name, digest, size, headers, fields, extra, raw_digest))
 
     actor = actor or actor_name(acting_user)
     try:
@@ -378,8 +417,11 @@ def _import(
     skipped: list[str] = []
     if append:
         for item in list(files):
+            # Files recorded before content hashes kept a compressed file's byte hash: a byte-for-
+            # byte copy of one is recognised by that.
             if Charge.objects.filter(
-                import_file__sha256=item.sha256, import_file__import_run__source=source
+                import_file__sha256__in={item.sha256, item.raw_sha256},
+                import_file__import_run__source=source,
             ).exists():
                 skipped.append(item.name)
                 files.remove(item)

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from billing.config import BillingConfig, ConfigError, load_config
 from openchargeback.migrated import require_migrated
@@ -57,16 +57,29 @@ class BillingCommand(BaseCommand):
         return parser
 
     def load_config(self, options) -> BillingConfig:
+        """The billing configuration, read and validated once per run (execute reads it)."""
+        if self._config is not None:
+            return self._config
         try:
             config = load_config(options.get("config"))
         except ConfigError as exc:
             raise CommandError(f"configuration: {exc}") from None
         for warning in config.warnings:
             self.stderr.write(f"configuration: warning: {warning}")
+        self._config = config
         return config
+
+    _config: BillingConfig | None = None
 
     def execute(self, *args, **options):
         require_migrated()
+        # Every command that takes -c refuses a broken configuration the same way, before it
+        # acts, whether or not this action reads it: one that lists or shows must not take a
+        # file the next import will refuse.
+        self._config = None
+        if options.get("stderr"):  # where its warnings go (BaseCommand.execute sets it later)
+            self.stderr = OutputWrapper(options["stderr"])
+        self.load_config(options)
         return super().execute(*args, **options)
 
     def acting_user(self, options):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from pathlib import Path
 
 import yaml
@@ -33,6 +33,9 @@ FIELDS = (
     "description",
     "active",
 )
+
+
+PERCENT_PLACES = Decimal("0.01")  # subsidy_percent's column: 0–100 to the hundredth
 
 
 class RateError(ValueError):
@@ -58,6 +61,30 @@ def clash_message(rate: Rate, other: Rate, label: str = "this rate") -> str:
     )
 
 
+# A rate file's key for each field, where they differ (docs/sources.md, "Rate cards").
+YAML_KEYS = {"allowance_quantity": "allowance"}
+
+
+def _shown(name: str, value) -> str:
+    """A term as `rates list` prints it: the price as written, quantities without padding."""
+    if isinstance(value, Decimal) and value.is_finite():
+        if name == "list_price" or not value:
+            return format(value, "f") if value else "0"
+        return format(value.normalize(), "f")
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def differences(stored: Rate, rate: Rate) -> list[str]:
+    """The terms in which `rate` differs from `stored`, named as a rate file writes them:
+    "allowance 10000 → 20000"."""
+    return [
+        f"{YAML_KEYS.get(name, name)} {_shown(name, getattr(stored, name))} → "
+        f"{_shown(name, getattr(rate, name))}"
+        for name in FIELDS
+        if not _same(getattr(stored, name), getattr(rate, name))
+    ]
+
+
 @transaction.atomic
 def rate_save(*, rate: Rate, acting_user=None) -> Rate:
     other = rate_clash(rate)
@@ -66,21 +93,35 @@ def rate_save(*, rate: Rate, acting_user=None) -> Rate:
     try:
         rate.full_clean(validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
-        reasons = (f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+        reasons = (f"{YAML_KEYS.get(k, k)}: {' '.join(v)}" for k, v in exc.message_dict.items())
         raise RateError("; ".join(reasons)) from None
-    _check_terms(rate)
+    check_terms(rate)
     with acting_as(acting_user):
         rate.save()
     return rate
 
 
-def _check_terms(rate: Rate) -> None:
+def check_terms(rate: Rate) -> None:
+    """Refuse terms the database would, and those it can't see (RateError, fit for a user)."""
+    for name in ("list_price", "multiplier", "allowance_quantity"):
+        try:  # exact decimals, in the range every stored amount keeps (billing/money.py)
+            parse_money(format(Decimal(getattr(rate, name)), "f"))
+        except MoneyParseError as exc:
+            raise RateError(f"{YAML_KEYS.get(name, name)}: {exc}") from None
+    subsidy = Decimal(rate.subsidy_percent)
+    if subsidy != subsidy.quantize(PERCENT_PLACES, rounding=ROUND_DOWN):
+        raise RateError(
+            f"subsidy_percent has at most 2 decimal places (a hundredth of a percent), "
+            f"got {rate.subsidy_percent}"
+        )
     if not 0 <= Decimal(rate.subsidy_percent) <= 100:
         raise RateError(f"subsidy percent must be 0–100, got {rate.subsidy_percent}")
     if Decimal(rate.allowance_quantity) < 0:
         raise RateError("an allowance cannot be negative")
     if Decimal(rate.allowance_quantity) and rate.allowance_per not in ("pi", "project"):
         raise RateError("an allowance needs allowance_per: pi or project")
+    if rate.allowance_per and rate.allowance_per not in ("pi", "project"):
+        raise RateError(f"allowance_per must be pi or project, got {rate.allowance_per!r}")
     if Decimal(rate.multiplier) <= 0:
         raise RateError("the multiplier must be more than 0")
     if Decimal(rate.list_price) < 0:
@@ -109,6 +150,15 @@ def _decimal(entry: dict, name: str, where: str, default="0") -> Decimal:
         return Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         raise RateError(f"{where}: {name} is not a number: {value!r}") from None
+
+
+def _exact(entry: dict, name: str, where: str, default="0") -> Decimal:
+    """A quantity kept exactly as written (multiplier, allowance), in the stored range."""
+    try:
+        value, _ = parse_money(str(entry.get(name, default)).strip())
+    except MoneyParseError as exc:
+        raise RateError(f"{where}: {name} {exc}") from None
+    return value
 
 
 _KEYS = {
@@ -161,9 +211,9 @@ def parse_rate_file(path: str | Path) -> list[Rate]:
             list_price=list_price,
             currency=str(entry.get("currency", currency)),
             subsidy_percent=_decimal(entry, "subsidy_percent", where),
-            allowance_quantity=_decimal(entry, "allowance", where),
+            allowance_quantity=_exact(entry, "allowance", where),
             allowance_per=str(entry.get("allowance_per", "")),
-            multiplier=_decimal(entry, "multiplier", where, default="1"),
+            multiplier=_exact(entry, "multiplier", where, default="1"),
             pricing_unit=str(entry.get("pricing_unit", "")),
             description=str(entry.get("description", "")),
             active=bool(entry.get("active", True)),
@@ -176,7 +226,7 @@ def parse_rate_file(path: str | Path) -> list[Rate]:
             )
         seen[ident] = number
         try:
-            _check_terms(rate)
+            check_terms(rate)
         except RateError as exc:
             raise RateError(f"{where}: {exc}") from None
         rates.append(rate)
@@ -185,27 +235,29 @@ def parse_rate_file(path: str | Path) -> list[Rate]:
 
 @transaction.atomic
 def rates_load(*, path: str | Path, update: bool = False, acting_user=None) -> RatesLoaded:
-    """Load a YAML rate card. A rate already stored with other terms is refused, naming both,
-    unless `update` (then it is changed, audited like an admin edit)."""
+    """Load a YAML rate card, all or nothing. A rate already stored with other terms is refused,
+    naming both and the terms that differ, unless `update` (then it is changed, audited like an
+    admin edit)."""
     loaded = RatesLoaded()
-    for rate in parse_rate_file(path):
+    for number, rate in enumerate(parse_rate_file(path), start=1):
         stored = rate_clash(rate)
-        if stored is None:
-            loaded.created.append(rate_save(rate=rate, acting_user=acting_user))
-            continue
-        if all(str(getattr(stored, f)) == str(getattr(rate, f)) for f in FIELDS) or all(
-            _same(getattr(stored, f), getattr(rate, f)) for f in FIELDS
-        ):
+        if stored is not None and not differences(stored, rate):
             loaded.unchanged.append(stored)
             continue
-        if not update:
+        if stored is not None and not update:
             raise RateError(
-                clash_message(rate, stored, label=f"the one in {path}")
-                + ("; use --update to change the stored rate")
+                clash_message(rate, stored, label=f"rate {number} in {path}")
+                + f"; they differ in {', '.join(differences(stored, rate))}"
+                + "; use --update to change the stored rate"
             )
-        for name in FIELDS:
-            setattr(stored, name, getattr(rate, name))
-        loaded.updated.append(rate_save(rate=stored, acting_user=acting_user))
+        if stored is not None:
+            for name in FIELDS:
+                setattr(stored, name, getattr(rate, name))
+        try:
+            saved = rate_save(rate=stored or rate, acting_user=acting_user)
+        except RateError as exc:
+            raise RateError(f"{path} rate {number}: {exc}") from None
+        (loaded.updated if stored is not None else loaded.created).append(saved)
     return loaded
 
 

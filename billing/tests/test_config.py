@@ -7,7 +7,7 @@ import pytest
 from django.core.management.base import CommandError
 
 from billing.config import ConfigError, load_config, parse_config
-from billing.models import Charge
+from billing.models import BillingPeriod, Charge
 
 
 def test_example_configuration_loads(config):
@@ -251,3 +251,28 @@ def test_the_command_line_prints_what_loading_converted(tmp_path, write_focus):
         stderr=err,
     )
     assert "configuration: warning: imports.known_sources" in err.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["periods", "list"],
+        ["periods", "show", "2026-01"],
+        ["periods", "close", "2026-01"],
+        ["show", "ada@example.edu", "-p", "2026-01"],
+        ["rates", "list"],
+        ["accounts", "list"],
+        ["review", "list"],
+        ["sources", "list"],
+        ["convert", "slurm", "nowhere.txt", "-p", "2026-01", "-s", "hpc"],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_every_command_refuses_a_broken_configuration_before_it_acts(tmp_path, run, command):
+    path = write(tmp_path, "review:\n  flag_patterns: ['(unclosed']\n")
+    with pytest.raises(CommandError) as info:
+        run(*command, "-c", path)
+    assert str(info.value).startswith("configuration: ")
+    assert "review.flag_patterns[0]" in str(info.value)
+    assert not BillingPeriod.objects.exists()

@@ -243,6 +243,39 @@ def test_append_parts_adds_them_and_skips_a_part_seen_before(ingest, sample_dir,
     assert billed_total() == D("45.00")
 
 
+@pytest.mark.parametrize("first_gzipped", [False, True], ids=["csv-then-gz", "gz-then-csv"])
+def test_append_recognises_a_part_by_its_content_whatever_its_compression(
+    ingest, write_focus, tmp_path, first_gzipped
+):
+    plain = write_focus(
+        [{"BilledCost": "5.00"}, {"BilledCost": "1.25", "ResourceId": "vm-2"}], name="part1.csv"
+    )
+    packed = tmp_path / "part1-again.gz"  # another name, another extension, same content
+    with gzip.open(packed, "wb") as out:  # a two-member gzip stream, as `cat a.gz b.gz` makes
+        out.write(plain.read_bytes()[:40])
+    with gzip.open(packed, "ab") as out:
+        out.write(plain.read_bytes()[40:])
+    first, second = (packed, plain) if first_gzipped else (plain, packed)
+
+    ingest(first, source="aws", extra=("--append",))
+    again = ingest(second, source="aws", extra=("--append",))
+
+    assert again["status"] == "unchanged"
+    assert again["skipped_files"] == [str(second)]
+    assert Charge.objects.count() == 2
+    assert billed_total() == D("6.25")
+
+
+def test_append_of_a_gzip_that_does_not_decompress_is_refused_naming_it(ingest, write_focus):
+    plain = write_focus([{"BilledCost": "5.00"}], name="part1.csv")
+    broken = plain.with_name("part1.csv.gz")
+    broken.write_bytes(gzip.compress(plain.read_bytes() * 200)[:-30])  # cut short in transit
+
+    with pytest.raises(CommandError, match=r"part1\.csv\.gz: cannot read the file"):
+        ingest(broken, source="aws", extra=("--append",))
+    assert not Charge.objects.exists()
+
+
 def test_append_keeps_identical_rows_of_different_parts(ingest, write_focus):
     # The same charge delivered in two parts is two charges, not one.
     part1 = write_focus([{"BilledCost": "5.00", "ListCost": "5.00"}], name="part1.csv")

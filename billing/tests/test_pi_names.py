@@ -84,3 +84,18 @@ def test_rename_is_the_pi_s_or_staff_s_and_audited(django_user_model):
     event = AuditEvent.objects.filter(object_id=str(pi.pk), action__startswith="pi").latest("id")
     assert event.user == owner
     assert event.before["name"] == "" and event.after["name"] == "Ada Lovelace"
+
+
+def test_the_account_map_list_in_the_admin_shows_and_finds_the_pi_name(admin_client):
+    AccountMapping.objects.create(
+        account_id="381204775044", pi_email="ignatius@example.edu", pi_name="Ignatius Pemberthorpe"
+    )
+    AccountMapping.objects.create(account_id="555566667777", pi_email="ada@example.edu")
+    page = admin_client.get("/admin/billing/accountmapping/")
+    assert page.status_code == 200
+    assert "column-pi_name" in page.content.decode()
+    assert "Ignatius Pemberthorpe" in page.content.decode()
+    found = admin_client.get("/admin/billing/accountmapping/", {"q": "Pemberthorpe"})
+    assert list(found.context["cl"].result_list.values_list("account_id", flat=True)) == [
+        "381204775044"
+    ]

@@ -71,10 +71,11 @@ def test_bad_usage_files_are_refused_naming_the_line(tmp_path, text, message):
         tokens.read_uses(write(tmp_path, "bad.csv", text))
 
 
-def test_a_line_outside_the_month_is_refused(tmp_path):
-    _, uses = tokens.read_uses(write(tmp_path, "edu.csv", EDU_CSV))
-    with pytest.raises(ConversionError, match="line 2: 2026-01-05 is not in 2026-02"):
-        tokens.records(uses, tokens.TokenMap({}, {}), RateCard([]), "2026-02")
+@pytest.mark.django_db
+def test_a_line_outside_the_month_is_refused_naming_the_file_and_line(tmp_path):
+    path = write(tmp_path, "edu.csv", EDU_CSV)
+    with pytest.raises(ConversionError, match=r"^edu\.csv line 2: 2026-01-05 is not in 2026-02$"):
+        tokens.convert(path, period="2026-02", options={"card": RateCard([])})
 
 
 # -- priced FOCUS output, figures by hand ---------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -187,7 +188,7 @@ def test_rates_load_from_yaml_is_exact_audited_and_refuses_a_clash(tmp_path):
     assert "0 added, 0 changed, 2 unchanged" in out.getvalue()
 
     path.write_text(RATE_FILE.replace("list_price: 0.02", "list_price: 0.025"))
-    with pytest.raises(CommandError, match=rf"rate #{cpu_rate.pk} \(0.02 USD\) and the one in"):
+    with pytest.raises(CommandError, match=rf"rate #{cpu_rate.pk} \(0.02 USD\) and rate 1 in"):
         call_command("rates", "load", str(path), stdout=out)
     call_command("rates", "load", str(path), "--update", stdout=out)
     cpu_rate.refresh_from_db()
@@ -196,9 +197,95 @@ def test_rates_load_from_yaml_is_exact_audited_and_refuses_a_clash(tmp_path):
 
     listing = io.StringIO()
     call_command("rates", "list", stdout=listing)
-    assert (
-        "hpc-gpu/a100 from 2026-11-01: 1.10 USD per gpu-hour, subsidy 100.00%" in listing.getvalue()
+    assert "hpc-gpu/a100 from 2026-11-01: 1.10 USD per gpu-hour, subsidy 100%" in listing.getvalue()
+
+
+@pytest.mark.django_db
+def test_a_rate_that_clashes_says_which_terms_differ_as_the_file_writes_them(tmp_path):
+    path = tmp_path / "rates.yaml"
+    path.write_text(RATE_FILE)
+    call_command("rates", "load", str(path), stdout=io.StringIO())
+    path.write_text(RATE_FILE.replace("allowance: 10000", "allowance: 20000.0"))
+    with pytest.raises(CommandError) as refused:
+        call_command("rates", "load", str(path), stdout=io.StringIO())
+    message = str(refused.value)
+    assert "they differ in allowance 10000 → 20000; use --update" in message
+    assert "allowance_quantity" not in message
+
+    path.write_text(RATE_FILE.replace("subsidy_percent: 100", "subsidy_percent: 50"))
+    with pytest.raises(CommandError, match=r"rate 2 in .*they differ in subsidy_percent 100 → 50;"):
+        call_command("rates", "load", str(path), stdout=io.StringIO())
+    assert Rate.objects.get(service="hpc-gpu").subsidy_percent == 100
+
+
+@pytest.mark.django_db
+def test_a_rate_keeps_an_allowance_of_many_places_exactly_and_refuses_one_beyond_the_limit(
+    tmp_path,
+):
+    # The earlier tool's 500 free GB per project, counted in GiB: 500 × 2^30 bytes in TB.
+    path = tmp_path / "rates.yaml"
+    storage = (
+        "rates:\n  - {service: storage, key: standard, unit: TB-month, effective_from: 2026-01-01,"
+        " list_price: 9.094947017729282379150390625, allowance: %s, allowance_per: project,"
+        " multiplier: %s}\n"
     )
+    path.write_text(storage % ("0.536870912", "1.000000000000000000000000000001"))
+    call_command("rates", "load", str(path), stdout=io.StringIO())
+    rate = Rate.objects.get()
+    assert rate.allowance_quantity == D("0.536870912")
+    assert rate.multiplier == D("1.000000000000000000000000000001")
+    # Priced from the database: 1 TB-month, the allowance covers 0.536870912 of it, exactly.
+    priced = price(
+        [UsageRecord(
+            datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC), "/data/x",
+            "storage", "standard", Fraction(1), "TB-month", {"project_id": "x"},
+        )],
+        card=RateCard.from_database(),
+        period_start=datetime(2026, 1, 1, tzinfo=UTC),
+        period_end=datetime(2026, 2, 1, tzinfo=UTC),
+    )  # fmt: skip
+    assert priced.lines[0].allowance_quantity == Fraction(D("0.536870912"))
+    listing = io.StringIO()
+    call_command("rates", "list", stdout=listing)
+    assert "first 0.536870912 TB-months project/month free" in listing.getvalue()
+
+    path.write_text(storage % ("0." + "1" * 31, "1"))
+    with pytest.raises(CommandError, match=r"rate 1: allowance out of range \(30 decimal places"):
+        call_command("rates", "load", str(path), "--update", stdout=io.StringIO())
+    path.write_text(storage.replace("allowance_per: project", "allowance_per: project,"
+                                    " subsidy_percent: 12.345") % ("1", "1"))  # fmt: skip
+    with pytest.raises(CommandError, match="subsidy_percent has at most 2 decimal places"):
+        call_command("rates", "load", str(path), "--update", stdout=io.StringIO())
+    assert Rate.objects.get().allowance_quantity == D("0.536870912")
+
+
+@pytest.mark.django_db
+def test_rates_list_prints_exact_amounts_without_padding_zeros(tmp_path):
+    path = tmp_path / "rates.yaml"
+    path.write_text(
+        RATE_FILE.replace("subsidy_percent: 100", "subsidy_percent: 12.5\n    multiplier: 2.5")
+    )
+    call_command("rates", "load", str(path), stdout=io.StringIO())
+    Rate.objects.filter(service="hpc-cpu").update(subsidy_percent=D("0"))  # a 2-place column
+    listing = io.StringIO()
+    call_command("rates", "list", stdout=listing)
+    lines = listing.getvalue().splitlines()
+    assert lines[0].endswith(
+        "hpc-cpu/standard from 2026-11-01: 0.02 USD per core-hour, subsidy 0%, "
+        "first 10000 core-hours pi/month free"
+    )
+    assert lines[1].endswith(
+        "hpc-gpu/a100 from 2026-11-01: 1.10 USD per gpu-hour (×2.5 per gpu-hour), subsidy 12.5%"
+    )
+    as_json = io.StringIO()
+    call_command("rates", "list", "--json", stdout=as_json)
+    cpu_rate, gpu_rate = json.loads(as_json.getvalue())
+    assert (cpu_rate["allowance"], cpu_rate["multiplier"], cpu_rate["subsidy_percent"]) == (
+        "10000",
+        "1",
+        "0",
+    )
+    assert (gpu_rate["list_price"], gpu_rate["multiplier"]) == ("1.10", "2.5")
 
 
 @pytest.mark.django_db
@@ -281,3 +368,36 @@ def test_the_admin_refuses_a_second_rate_for_the_same_date_naming_the_first(admi
     event = AuditEvent.objects.get(action="rate.create", object_id=str(added.pk))
     assert event.user.username == "admin"
     assert event.after["list_price"] == "0.02"
+
+
+def test_the_admin_saves_an_allowance_of_many_places_exactly_and_refuses_beyond_the_limit(
+    admin_client,
+):
+    form = {
+        "service": "storage", "key": "standard", "unit": "TB-month", "effective_from": "2026-01-01",
+        "active": "on", "list_price": "10.00", "currency": "USD", "multiplier": "1",
+        "subsidy_percent": "0", "allowance_quantity": "0." + "1" * 31, "allowance_per": "project",
+    }  # fmt: skip
+    page = admin_client.post("/admin/billing/rate/add/", form)
+    assert "allowance: out of range (30 decimal places at most)" in page.content.decode()
+    assert not Rate.objects.exists()
+    form["allowance_quantity"] = "0.536870912"
+    admin_client.post("/admin/billing/rate/add/", form)
+    assert str(Rate.objects.get().allowance_quantity) == "0.536870912"
+
+
+def test_ingest_help_says_what_a_shared_converter_option_means_for_each_converter():
+    from billing.management.commands.ingest import Command
+
+    parser = Command().create_parser("openchargeback", "ingest")
+    helps = {a.option_strings[0]: a.help for a in parser._actions if a.option_strings}
+    # --rates: slurm's tiers.json, storage's rates.json, tokens' pricing.json, not slurm's alone
+    for converter, rate_file in (
+        ("slurm", "tiers.json"), ("storage", "rates.json"), ("tokens", "pricing.json")
+    ):  # fmt: skip
+        assert f"{converter}: The earlier tool's" in helps["--rates"]
+        assert rate_file in helps["--rates"]
+    assert "storage: Path or project" in helps["--map"]
+    assert "tokens: User or workspace" in helps["--map"]
+    lines = parser.format_help().splitlines()
+    assert sum(line.lstrip().startswith(("--rates FILE", "--map FILE")) for line in lines) == 2

@@ -72,15 +72,34 @@ def usage_import(
 
 
 def add_converter_arguments(parser) -> None:
-    """Every converter's own options on one parser (ingest --from); an option two converters
-    share (--rates) is added once and means the same for both."""
+    """Every converter's own options on one parser (ingest --from). An option several converters
+    take (--rates, --map) is added once, in a group of its own, its help saying what it is for
+    each of them: the first converter's words alone would mislead the others' users."""
+    actions: dict[str, list[tuple[str, argparse.Action]]] = {}
     for converter in CONVERTERS.values():
         if converter.add_arguments is None:
             continue
-        group = parser.add_argument_group(f"--from {converter.name}")
         probe = argparse.ArgumentParser(add_help=False)
         converter.add_arguments(probe)
         for action in probe._actions:
-            if any(s in parser._option_string_actions for s in action.option_strings):
-                continue
+            actions.setdefault(action.option_strings[0], []).append((converter.name, action))
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    shared: list[tuple[argparse.Action, list]] = []
+    for owners in actions.values():
+        name, action = owners[0]
+        if any(s in parser._option_string_actions for s in action.option_strings):
+            continue
+        if len(owners) > 1:
+            shared.append((action, owners))
+            continue
+        if name not in groups:
+            groups[name] = parser.add_argument_group(f"--from {name}")
+        groups[name]._add_action(action)
+    if shared:
+        names = sorted({owner for _, owners in shared for owner, _ in owners})
+        group = parser.add_argument_group(
+            f"--from {', '.join(names[:-1])} or {names[-1]} (what it means for each)"
+        )
+        for action, owners in shared:
+            action.help = " ".join(f"{owner}: {a.help}" for owner, a in owners)
             group._add_action(action)

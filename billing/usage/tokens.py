@@ -269,13 +269,15 @@ def records(
     card: RateCard,
     period: str,
     stored: dict[str, dict] | None = None,
+    name: str = "",
 ) -> list[UsageRecord]:
     """One record per account (user, else workspace) and rate key for the month, cut where a rate
     changes; the records are in order of first use, so an allowance goes to the earliest users.
     An account the map doesn't cover takes the admin's account map (`stored`) entry for it.
 
     Uses are summed as they are read (a month's export can be millions of lines); a line outside
-    the month is refused. Sums are exact (MONEY_CONTEXT traps any rounding)."""
+    the month is refused, naming the file (`name`) and line. Sums are exact (MONEY_CONTEXT traps
+    any rounding)."""
     start, end = month_bounds(period)
     priced_keys = {r.key for r in card.rates if r.service == SERVICE}
     # (account, key, unit) -> [first use, its use, rate cuts, {part index: [sum, lines, kinds]}]
@@ -283,7 +285,9 @@ def records(
     add = MONEY_CONTEXT.add
     for use in uses:
         if use.start < start or use.start >= end:
-            raise ConversionError(f"line {use.line}: {use.start:%Y-%m-%d} is not in {period}")
+            raise ConversionError(
+                f"{name} line {use.line}: {use.start:%Y-%m-%d} is not in {period}".lstrip()
+            )
         account = use.user or use.workspace or "(no user)"
         ident = (account, rate_key(use, priced_keys), use.unit)
         group = groups.get(ident)
@@ -408,7 +412,7 @@ def convert(path: Path, *, period: str, options: dict) -> Conversion:
         card = RateCard.from_database()
     fmt, uses = stream_uses(path)
     counted = _Counter(uses)
-    usage = records(counted, owners, card, period, _stored(options))
+    usage = records(counted, owners, card, period, _stored(options), name=path.name)
     start, end = month_bounds(period)
     priced = price(usage, card=card, period_start=start, period_end=end)
     unmapped = sorted({r.account for r in usage if not r.tags})

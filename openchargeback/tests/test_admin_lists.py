@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -25,11 +24,9 @@ from billing.models import PI, BillingPeriod, Charge, Flag, Import, Project
 from billing.services import period_close
 from billing.tests.conftest import make_charges  # noqa: F401  (fixture)
 from openchargeback.listcells import shorten, stacked, truncated, when
+from openchargeback.tests.browser import CHROMIUM, chromium
 
 PASSWORD = "a-long-Lists-passphrase-42"
-CHROMIUM = (
-    os.environ.get("OPENCHARGEBACK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-)
 
 LONG_EMAIL = "philippa.snodgrass-vane.observational-astrophysics@example.edu"
 LONG_PROJECT = "DEEP-FIELD-SPECTROSCOPIC-SURVEY-2026-PHASE-II"
@@ -196,14 +193,9 @@ MEASURE = """() => {
 def browser(monkeypatch):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
-    playwright_api = pytest.importorskip("playwright.sync_api")
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.mark.browser

@@ -6,7 +6,9 @@ from django.core.management.base import CommandError
 
 from billing.management.base import BillingCommand
 from billing.models import Rate
+from billing.money import money_text
 from billing.services.rates import RateError, rates_load
+from billing.usage.pricing import decimal_text
 
 
 class Command(BillingCommand):
@@ -52,12 +54,13 @@ class Command(BillingCommand):
                 "key": r.key,
                 "unit": r.unit,
                 "effective_from": r.effective_from.isoformat(),
-                "list_price": str(r.list_price),
+                # Exact text: a price as written, quantities without a column's padding zeros
+                "list_price": money_text(r.list_price),
                 "currency": r.currency,
-                "multiplier": str(r.multiplier),
+                "multiplier": decimal_text(r.multiplier),
                 "pricing_unit": r.pricing_unit or r.unit,
-                "subsidy_percent": str(r.subsidy_percent),
-                "allowance": str(r.allowance_quantity),
+                "subsidy_percent": decimal_text(r.subsidy_percent),
+                "allowance": decimal_text(r.allowance_quantity),
                 "allowance_per": r.allowance_per,
                 "active": r.active,
             }
@@ -78,11 +81,7 @@ class Command(BillingCommand):
             self.stdout.write(
                 f"#{r['id']:<4} {r['service']}/{r['key']} from {r['effective_from']}: "
                 f"{r['list_price']} {r['currency']} per {r['pricing_unit']}"
-                + (
-                    f" (×{r['multiplier']} per {r['unit']})"
-                    if r["multiplier"] != "1.000000"
-                    else ""
-                )
+                + (f" (×{r['multiplier']} per {r['unit']})" if r["multiplier"] != "1" else "")
                 + f", subsidy {r['subsidy_percent']}%{allowance}"
                 + ("" if r["active"] else " [inactive]")
             )

@@ -56,13 +56,15 @@ def world(make_charges, django_capture_on_commit_callbacks) -> World:  # noqa: F
     bob = PI.objects.create(email="bob@example.edu", name="Bob Babbage")
     engines = Project.objects.create(code="engines", name="Analytical engines")
     bridges = Project.objects.create(code="bridges")
+    # Realistic names: test_phone.py's screenshots of these pages are the docs' (docs/portal.md).
     make_charges(
         [Decimal("10.005"), Decimal("20.0049"), Decimal("1234.5")],
         pi=ada,
         project=engines,
         fund_org="MATH-1843",
         service_name="Compute",
-        resource_id="vm-1",
+        resource_id="i-0a3f9c2e7b1d45e08",
+        resource_name="engine-sim-01",
         list_cost=Decimal("2000.00"),
     )
     make_charges(
@@ -71,10 +73,17 @@ def world(make_charges, django_capture_on_commit_callbacks) -> World:  # noqa: F
         project=engines,
         fund_org="MATH-1843",
         service_name="Storage",
-        resource_id='=HYPERLINK("http://evil")',
+        resource_id="vol-0c81d2e4f5a6b7c89",
+        resource_name="engines-archive",
     )
     make_charges(
-        [Decimal("99.99")], pi=bob, project=bridges, fund_org="ENG-2000", service_name="Compute"
+        [Decimal("99.99")],
+        pi=bob,
+        project=bridges,
+        fund_org="ENG-2000",
+        service_name="Compute",
+        resource_id="i-07d4b1a9c3e2f6a51",
+        resource_name="bridge-fem-02",
     )
     january = BillingPeriod.objects.get(key="2025-01")
     period_close(key="2025-01", actor="test")

@@ -9,17 +9,14 @@ installs both (apt-get install chromium; requirements-dev.txt).
 from __future__ import annotations
 
 import io
-import os
-import shutil
 from pathlib import Path
 
 import pytest
+from django.db import connection
+
+from openchargeback.tests.browser import CHROMIUM, chromium
 
 from .conftest import PASSWORD
-
-CHROMIUM = (
-    os.environ.get("OPENCHARGEBACK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-)
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,16 +27,29 @@ pytestmark = [
 
 @pytest.fixture
 def browser(monkeypatch):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
-    # still synchronous and safe.
+    # The test's own ORM calls beside the event loop are still synchronous and safe.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
+
+
+def _database_sessions() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_orm_calls_beside_the_browser_leave_no_database_session(monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("a session that outlives its test is PostgreSQL's (SQLite has none)")
+    from accounts.models import User
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    before = _database_sessions()
+    with chromium():
+        User.objects.count()  # as a test's body does
+        assert _database_sessions() == before + 1  # the body's own connection
+    assert _database_sessions() == before
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -34,7 +35,7 @@ def test_statement_detail_lines_add_up_to_the_totals(world, client):
     client.force_login(world.ada_user)
     page = _text(client.get(f"/portal/statements/{world.ada_statement.pk}/"))
     assert world.ada_statement.number in page and "MATH-1843" in page
-    assert "Compute" in page and "Storage" in page and "vm-1" in page
+    assert "Compute" in page and "Storage" in page and "engine-sim-01" in page
     lines = StatementLine.objects.filter(statement=world.ada_statement, kind="detail")
     assert sum(line.due_amount for line in lines) == world.ada_statement.due_amount
     for line in lines:
@@ -53,7 +54,7 @@ def test_open_month_marks_flagged_charges_under_review(world, client):
     assert "2025-01" not in page
 
 
-def test_csv_has_only_her_charges_exact_and_formula_safe(world, client):
+def test_csv_has_only_her_charges_exact_and_formula_safe(world, client, make_charges):
     client.force_login(world.delegate)
     response = client.get(f"/portal/pi/{world.ada.pk}/charges/2025-01.csv")
     assert response["Content-Type"].startswith("text/csv")
@@ -64,13 +65,25 @@ def test_csv_has_only_her_charges_exact_and_formula_safe(world, client):
     assert {r["billed_cost"] for r in rows} == {"10.005", "20.0049", "1234.5", "7.25"}
     assert sum(Decimal(r["billed_cost"]) for r in rows) == Decimal("1271.7599")
     assert {r["project_id"] for r in rows} == {"engines"}
-    evil = next(r for r in rows if r["service"] == "Storage")
-    assert evil["resource_id"] == '\'=HYPERLINK("http://evil")'
+    # A cell a spreadsheet would run as a formula, delivered this month, is written as text.
+    make_charges(
+        [Decimal("1.00")],
+        period=world.february,
+        pi=world.ada,
+        project=world.ada_statement.project,
+        fund_org="MATH-1843",
+        service_name="Storage",
+        resource_id='=HYPERLINK("http://evil")',
+        billing_period_start=datetime(2025, 2, 1, tzinfo=UTC),
+    )
     feb = b"".join(
         client.get(f"/portal/pi/{world.ada.pk}/charges/2025-02.csv").streaming_content
     ).decode()
-    statuses = [r["status"] for r in csv.DictReader(io.StringIO(feb))]
-    assert sorted(statuses) == ["billable", "billable", "under review"]
+    feb_rows = list(csv.DictReader(io.StringIO(feb)))
+    evil = next(r for r in feb_rows if r["service"] == "Storage")
+    assert evil["resource_id"] == '\'=HYPERLINK("http://evil")'
+    statuses = [r["status"] for r in feb_rows]
+    assert sorted(statuses) == ["billable", "billable", "billable", "under review"]
 
 
 def test_csv_of_an_unknown_period_is_a_404(world, client):

@@ -1,7 +1,11 @@
 """The portal on a phone (390 × 844 CSS px, Chromium): the amount due is in the first screen of
 the PI's home page and of a statement, and no page scrolls sideways. With
-OPENCHARGEBACK_SCREENSHOTS=DIR the tests also save portal-{home,statement}-{390,1280}.png
-there (docs/screenshots/ holds the 390 px ones)."""
+OPENCHARGEBACK_SCREENSHOTS=DIR the tests also save the portal's screenshots there, from the
+portal tests' world (conftest.py): portal-{home,statement,delegate-home}-390.png on a phone and
+portal-statements.png, portal-statement.png at 1280 px, the files docs/portal.md shows:
+
+    OPENCHARGEBACK_SCREENSHOTS=docs/screenshots pytest statements/portal/tests/test_phone.py
+"""
 
 from __future__ import annotations
 
@@ -113,8 +117,8 @@ def test_wide_screens_keep_the_table(world, live_server, browser):  # noqa: F811
     headers = page.locator("table.stack thead th").all_inner_texts()
     assert headers[-2:] == ["Amount due", "PDF"]
     assert _overflow(page) == {"document": 0}
-    _shot(page, "portal-home-1280.png")
+    _shot(page, "portal-statements.png")
     page.goto(f"{live_server.url}/portal/statements/{world.ada_statement.pk}/")
     assert _overflow(page) == {"document": 0}
-    _shot(page, "portal-statement-1280.png")
+    _shot(page, "portal-statement.png")
     context.close()
