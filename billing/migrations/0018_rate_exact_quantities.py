@@ -12,7 +12,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0014_charge_pi_period'),
+        ('billing', '0017_charge_review_rows'),
     ]
 
     operations = [
