@@ -8,7 +8,8 @@ browsing the admin dashboard, the charge list with filters, the review queue and
 with 1,000,000 charges in the period: 95th percentile under 300 ms and no errors, on a 2-core
 machine; and the first dashboard view after an import under 1 s without workers.
 
-What it does, on PostgreSQL (database ocb_load_bench_<rows>; the month is kept and reused):
+What it does, on PostgreSQL (database --database, default ocb_load_bench_<rows>; the month is
+kept and reused):
 1. imports a synthetic month (bench/focus_synth.py) once, flags 2% of it for review;
 2. makes 5 finance staff logins and 100 PI portal logins (one per PI with charges);
 3. re-imports a one-row file into another month (an import invalidates the cached figures) and
@@ -28,6 +29,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -49,6 +51,20 @@ def free_port() -> int:
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load {one:.2f} (5 min {five:.2f}) on {os.cpu_count()} cores"
+
+
+def children_cpu() -> float:
+    """CPU seconds of every finished child process (and theirs): gunicorn's workers, locust."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) clock ticks of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def environment(keep: Path, database: str) -> dict:
@@ -183,15 +199,26 @@ def main():
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--keep", default="/tmp/ocb-load-bench")
     parser.add_argument("--locust", default="/tmp/locust-venv/bin/locust")
+    parser.add_argument(
+        "--database", help=f"PostgreSQL database to keep the month in (default {DB}_<rows>)"
+    )
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="make the month and logins, then stop"
+    )
     args = parser.parse_args()
     keep = Path(args.keep)
     keep.mkdir(parents=True, exist_ok=True)
-    database = f"{DB}_{args.rows}"
+    database = args.database or f"{DB}_{args.rows}"
     world = prepare(args.rows, keep, database)
+    if args.prepare_only:
+        print(json.dumps({k: world[k] for k in ("charges", "first_dashboard_s")}))
+        return
 
     port = free_port()
+    cpu0 = children_cpu()
     server = serve(keep, database, port, args.workers, args.threads)
     before = load()
+    busy0, total0 = machine_cpu()
     out = keep / "locust"
     env = {
         **os.environ,
@@ -199,7 +226,9 @@ def main():
         "OC_STAFF": json.dumps(world["staff"]),
         "OC_PIS": json.dumps(world["pis"]),
     }
+    locust_cpu = 0.0
     try:
+        cpu1 = children_cpu()
         subprocess.run(
             [
                 args.locust,
@@ -223,10 +252,14 @@ def main():
             env=env,
             check=False,
         )
+        locust_cpu = children_cpu() - cpu1
+        busy1, total1 = machine_cpu()
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     after = load()
+    server_cpu = children_cpu() - cpu0 - locust_cpu
+    machine_busy = (busy1 - busy0) / max(total1 - total0, 1)
 
     with open(f"{out}_stats.csv", newline="") as handle:
         stats = list(csv.DictReader(handle))
@@ -252,6 +285,11 @@ def main():
                 "p95_ms": int(total["95%"]),
                 "p99_ms": int(total["99%"]),
                 "first_dashboard_s": world["first_dashboard_s"],
+                # CPU seconds over the run: locust (same machine), gunicorn (master + workers);
+                # the rest of the machine's busy time is PostgreSQL and other processes.
+                "locust_cpu_s": round(locust_cpu, 1),
+                "gunicorn_cpu_s": round(server_cpu, 1),
+                "machine_busy": f"{machine_busy:.0%} of {os.cpu_count()} cores",
             }
         )
     )
