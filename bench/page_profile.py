@@ -146,7 +146,9 @@ def main():
             times.append((time.perf_counter() - t0, time.process_time() - c0, len(queries)))
             assert response.status_code == 200
         for wall, cpu, n in times:
-            print(f"cold dashboard: {wall * 1000:.0f} ms wall, {cpu * 1000:.0f} ms CPU, {n} queries")
+            print(
+                f"cold dashboard: {wall * 1000:.0f} ms wall, {cpu * 1000:.0f} ms CPU, {n} queries"
+            )
         if args.profile:
             for seconds, sql in sorted(queries, reverse=True)[:8]:
                 print(f"   {seconds * 1000:.1f} ms  {sql[:400]}")

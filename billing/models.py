@@ -104,7 +104,6 @@ class FiguresVersion(models.Model):
         return f"{self.period_id}: {self.counter}"
 
 
-
 class PI(models.Model):
     """A principal investigator, known by email (lowercase)."""
 

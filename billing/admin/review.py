@@ -17,8 +17,8 @@ from openchargeback.listcells import ListTitleMixin
 
 from ..config import ConfigError, load_config
 from ..models import Charge, Flag, ReviewItem
-from ..selectors import cached_figures, data_version
 from ..money import ZERO, AsNumber, ExactSum, cents_text
+from ..selectors import cached_figures, data_version
 from ..services import (
     PeriodError,
     ReviewError,

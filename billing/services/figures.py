@@ -16,9 +16,8 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import logging
+from collections.abc import Iterable
 
 from django.db import transaction
 from django.db.models import F
