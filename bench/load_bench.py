@@ -269,6 +269,11 @@ def main():
             f"{row['Name'][:27]:<28}{row['Request Count']:>9}{row['Failure Count']:>8}"
             f"{row['50%']:>7}{row['95%']:>7}{row['99%']:>7}"
         )
+    failures = Path(f"{out}_failures.csv")
+    if failures.exists():  # what each kind of error was (status 0: no answer)
+        with open(failures, newline="") as handle:
+            for row in csv.DictReader(handle):
+                print(f"error x{row['Occurrences']}: {row['Name']}: {row['Error'][:200]}")
     total = next(r for r in stats if r["Name"] == "Aggregated")
     if not int(total["Request Count"]):
         raise SystemExit("no request was made: see locust's messages above")

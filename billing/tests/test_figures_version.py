@@ -166,3 +166,31 @@ def test_list_pages_take_the_same_queries_for_a_bigger_month(admin_client, inges
     _more_charges(octo, 250, review_status="flagged", flags=flagged.flags)
     big = {url: _queries(admin_client, url) for url in pages}
     assert big == small
+
+
+@pytest.mark.parametrize("admin_list", ["charge", "reviewitem"])
+def test_each_row_links_to_its_charge_keeping_the_lists_filters(admin_client, ingest, admin_list):
+    """The rows' links are made once a page (RowLinkChangeList), as Django would make them."""
+    import re
+    from html import unescape
+    from urllib.parse import urlencode
+
+    from django.urls import reverse
+
+    ingest(SAMPLES / "aws_2026-10.csv", source="aws")
+    octo = BillingPeriod.objects.get(key="2026-10")
+    query = f"period__id__exact={octo.pk}&status=all"
+    if admin_list == "charge":
+        query = f"period__id__exact={octo.pk}"
+    page = admin_client.get(f"/admin/billing/{admin_list}/?{query}").content.decode()
+    links = [unescape(h) for h in re.findall(r'<th class="field-ref"><a href="([^"]+)"', page)]
+    shown = Charge.objects.filter(period=octo).order_by("-id")
+    assert links and len(links) == shown.count()
+    kept = urlencode({"_changelist_filters": query})
+    assert links == [
+        f"{reverse(f'admin:billing_{admin_list}_change', args=[c.pk])}?{kept}" for c in shown
+    ]
+    if admin_list == "charge":  # no filter: a bare link, as Django makes it
+        bare = admin_client.get("/admin/billing/charge/").content.decode()
+        first = re.search(r'<th class="field-ref"><a href="([^"]+)"', bare).group(1)
+        assert first == reverse("admin:billing_charge_change", args=[shown[0].pk])
