@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
@@ -14,6 +15,7 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
 
 from openchargeback.listcells import stacked, truncated
 
@@ -78,6 +80,17 @@ class ChargeCellsMixin:
                 *(f.name for f in Charge._meta.concrete_fields if f.name not in self.LIST_FIELDS)
             )
         return queryset
+
+    def action_checkbox(self, obj):
+        """Django's row checkbox, written out: Django renders a form widget through the template
+        engine for each row, over a third of the review queue's CPU. The same HTML."""
+        label = format_html(_("Select this object for an action - {}"), str(obj))
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            label,
+        )
 
     @admin.display(description="charge", ordering="id")
     def ref(self, obj):

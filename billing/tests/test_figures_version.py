@@ -194,3 +194,16 @@ def test_each_row_links_to_its_charge_keeping_the_lists_filters(admin_client, in
         bare = admin_client.get("/admin/billing/charge/").content.decode()
         first = re.search(r'<th class="field-ref"><a href="([^"]+)"', bare).group(1)
         assert first == reverse("admin:billing_charge_change", args=[shown[0].pk])
+
+
+def test_the_queues_row_checkbox_is_djangos(ingest):
+    from django.contrib import admin as django_admin
+
+    from billing.models import ReviewItem
+
+    ingest(SAMPLES / "aws_2026-10.csv", source="aws")
+    queue = django_admin.site._registry[ReviewItem]
+    for charge in ReviewItem.objects.order_by("id")[:5]:
+        mine = queue.action_checkbox(charge)
+        assert mine == django_admin.ModelAdmin.action_checkbox(queue, charge)
+        assert 'name="_selected_action"' in mine
