@@ -1,7 +1,8 @@
 """The web application under load: gunicorn, N logged-in people, a month of M charges.
 
-    python bench/load_bench.py [--rows 1000000] [--users 50] [--seconds 120] [--workers 3]
-                               [--threads 4] [--locust /tmp/locust-venv/bin/locust]
+    python bench/load_bench.py [--rows 1000000] [--users 50] [--seconds 120] [--workers N]
+                               [--threads N] [--database NAME] [--prepare-only]
+                               [--locust /tmp/locust-venv/bin/locust]
 
 Target (issue 13): 50 concurrent logged-in users on loopback, each pausing 2 s between pages,
 browsing the admin dashboard, the charge list with filters, the review queue and the PI portal,
@@ -15,7 +16,7 @@ kept and reused):
 3. appends a one-row file to the month (an import changes its figures) and times the first
    dashboard view after it, through the test client, without workers; then the view with the
    figures' cache emptied (nothing warmed);
-4. starts gunicorn (gunicorn.conf.py when present, else the flags here) on a free port and runs
+4. starts gunicorn (gunicorn.conf.py, with --workers/--threads when given) on a free port and runs
    locust headless (half staff, half PIs) for --seconds, then prints p50/p95/p99, requests and
    errors per page and overall, with the load average before and after.
 
@@ -186,10 +187,15 @@ def prepare(rows: int, keep: Path, database: str) -> dict:
     }
 
 
-def serve(keep: Path, database: str, port: int, workers: int, threads: int) -> subprocess.Popen:
+def serve(keep: Path, database: str, port: int, workers, threads) -> subprocess.Popen:
+    """gunicorn with the repository's gunicorn.conf.py (read from the working directory, as a
+    deployment does), on a free port; --workers/--threads override the file's."""
     gunicorn = [str(Path(sys.executable).parent / "gunicorn")]
     args = ["openchargeback.wsgi:application", "--bind", f"127.0.0.1:{port}"]
-    args += ["--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread"]
+    if workers:
+        args += ["--workers", str(workers)]
+    if threads:
+        args += ["--threads", str(threads), "--worker-class", "gthread"]
     args += ["--log-level", "warning"]
     proc = subprocess.Popen(gunicorn + args, cwd=ROOT, env=environment(keep, database))
     for _ in range(100):
@@ -207,8 +213,8 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=120)
-    parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, help="default: gunicorn.conf.py's")
+    parser.add_argument("--threads", type=int, help="default: gunicorn.conf.py's")
     parser.add_argument("--keep", default="/tmp/ocb-load-bench")
     parser.add_argument("--locust", default="/tmp/locust-venv/bin/locust")
     parser.add_argument(
@@ -295,7 +301,10 @@ def main():
                 "charges": world["charges"],
                 "users": args.users,
                 "seconds": args.seconds,
-                "gunicorn": f"{args.workers} workers x {args.threads} threads",
+                "gunicorn": (
+                    f"{args.workers or os.environ.get('GUNICORN_WORKERS', 2 * os.cpu_count() + 1)}"
+                    f" workers x {args.threads or os.environ.get('GUNICORN_THREADS', 1)} threads"
+                ),
                 "requests": int(total["Request Count"]),
                 "errors": int(total["Failure Count"]),
                 "p50_ms": int(total["50%"]),  # locust's percentiles are whole milliseconds
