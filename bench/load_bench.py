@@ -69,6 +69,27 @@ def machine_cpu() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+def database_cpu(database: str) -> float:
+    """CPU seconds so far of the PostgreSQL backends connected to `database` (gunicorn's
+    persistent connections, CONN_MAX_AGE): read just before gunicorn stops, it is their CPU
+    over the run, less that of connections a restarted worker closed earlier."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+            # "postgres: [cluster: ]user database host(port) state"
+            if not (command.startswith("postgres: ") and f" postgres {database} " in command):
+                continue
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+            continue
+    return total / ticks
+
+
 def environment(keep: Path, database: str) -> dict:
     return {
         **os.environ,
@@ -244,7 +265,7 @@ def main():
         "OC_STAFF": json.dumps(world["staff"]),
         "OC_PIS": json.dumps(world["pis"]),
     }
-    locust_cpu = 0.0
+    locust_cpu = db_cpu = 0.0
     try:
         cpu1 = children_cpu()
         subprocess.run(
@@ -272,6 +293,7 @@ def main():
         )
         locust_cpu = children_cpu() - cpu1
         busy1, total1 = machine_cpu()
+        db_cpu = database_cpu(database)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -317,6 +339,7 @@ def main():
                 # the rest of the machine's busy time is PostgreSQL and other processes.
                 "locust_cpu_s": round(locust_cpu, 1),
                 "gunicorn_cpu_s": round(server_cpu, 1),
+                "postgres_cpu_s": round(db_cpu, 1),
                 "machine_busy": f"{machine_busy:.0%} of {os.cpu_count()} cores",
             }
         )
