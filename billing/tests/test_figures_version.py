@@ -39,7 +39,9 @@ def _more_charges(period: BillingPeriod, copies: int, **values) -> None:
     for n in range(copies):
         row = Charge.objects.get(pk=first.pk)
         row.pk = None
-        row.fingerprint = f"{first.fingerprint[:40]}-{values.get('review_status', '')}{n}"
+        row.fingerprint = (
+            f"{first.fingerprint[:20]}-{values.get('review_status', '')}{n}"  # 32 at most
+        )
         for name, value in values.items():
             setattr(row, name, value)
         rows.append(row)
