@@ -1,6 +1,9 @@
 """The people of bench/load_bench.py: finance staff in the admin and PIs in the portal, each
 pausing 2 s between pages as a person reading would. Run by load_bench.py (it passes the users
 and the period through environment variables); not meant to be run by hand.
+
+FastHttpUser (geventhttpclient), not HttpUser (requests): locust shares the two cores with the
+site it measures, and requests costs it several times the CPU per request.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import random
 import re
 
 import requests
-from locust import HttpUser, constant, task
+from locust import FastHttpUser, constant, task
 
 PERIOD_ID = os.environ["OC_PERIOD_ID"]
 ADMIN = os.environ.get("OC_ADMIN_PATH", "/admin/")
@@ -20,7 +23,7 @@ PIS = json.loads(os.environ["OC_PIS"])  # [[username, password, pi_id, pi_email]
 TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
-def log_in(user: HttpUser, login_url: str, username: str, password: str) -> None:
+def log_in(user: FastHttpUser, login_url: str, username: str, password: str) -> None:
     """Log in outside the measured client (a login is a password hash, once a session, not a
     page people wait on while reading), then hand the session cookie to it."""
     with requests.Session() as session:
@@ -33,17 +36,18 @@ def log_in(user: HttpUser, login_url: str, username: str, password: str) -> None
         )
         if done.status_code != 302:
             raise RuntimeError(f"{username}: login answered {done.status_code}")
-        user.client.cookies.update(session.cookies)
+        for cookie in session.cookies:
+            user.client.cookiejar.set_cookie(cookie)
 
 
-def page(user: HttpUser, url: str, name: str) -> None:
+def page(user: FastHttpUser, url: str, name: str) -> None:
     """GET a page; a redirect to a login form is a failure, not a fast page."""
     with user.client.get(url, name=name, catch_response=True) as response:
         if response.status_code != 200 or "login" in response.url:
             response.failure(f"{response.status_code} at {response.url}")
 
 
-class FinanceStaff(HttpUser):
+class FinanceStaff(FastHttpUser):
     wait_time = constant(2)
 
     def on_start(self):
@@ -80,7 +84,7 @@ class FinanceStaff(HttpUser):
         page(self, f"{ADMIN}billing/reviewitem/?period__id__exact={PERIOD_ID}", "review queue")
 
 
-class PrincipalInvestigator(HttpUser):
+class PrincipalInvestigator(FastHttpUser):
     wait_time = constant(2)
 
     def on_start(self):

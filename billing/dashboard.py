@@ -9,7 +9,7 @@ explained there); the chart is billing/charts.py. openchargeback/admin.py calls
 from __future__ import annotations
 
 from .charts import trend_svg
-from .selectors import data_version
+from .selectors import figures_versions
 from .selectors.dashboard import (
     Amount,
     choose_period,
@@ -34,10 +34,10 @@ def dashboard_context(requested: str | None) -> dict:
     context = {"dashboard": True, "period_choices": choices, "period": period}
     if period is None:
         return context
-    version = data_version()
-    figures = period_figures(period, version)
+    versions = figures_versions()  # every period's: the chosen one's and the trend's months
+    figures = period_figures(period, versions[period.pk])
     main = figures["currencies"][0]["currency"] if figures["currencies"] else _config_currency()
-    points = trend(period, main, choices, figures=figures, version=version)
+    points = trend(period, main, choices, figures=figures, versions=versions)
     status = statement_status(period)
     context.update(
         {

@@ -86,6 +86,25 @@ class BillingPeriod(models.Model):
         return self.status == self.Status.FINALIZED
 
 
+class FiguresVersion(models.Model):
+    """How many times a period's charges (or status) changed: cached figures of the period are
+    keyed by it (billing/selectors: `figures_versions`), so a figure is current or not found.
+
+    Raised by `billing.services.figures.figures_changed` in the same transaction as the change,
+    by an UPDATE whose row lock orders concurrent writers: the counter's order is their commit
+    order, which the latest import or decision id (allocated when a transaction starts writing)
+    is not. A period without a row has not changed since it was created (counter 0).
+    """
+
+    period = models.OneToOneField(
+        BillingPeriod, primary_key=True, on_delete=models.CASCADE, related_name="figures_version"
+    )
+    counter = models.BigIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.period_id}: {self.counter}"
+
+
 class PI(models.Model):
     """A principal investigator, known by email (lowercase)."""
 
@@ -462,8 +481,10 @@ class Charge(models.Model):
         permissions = [("review_charge", "Can approve, reject and reassign charges")]
         indexes = [
             # Status first: the review queue asks for flagged charges of any period. New rows
-            # append to the end of their status's range, so imports stay fast.
-            models.Index(fields=["review_status", "period"], name="charge_status_period"),
+            # append to the end of their status's range, so imports stay fast. The id last: a
+            # list of one status and period, newest first, reads its page from the index in
+            # order (11 ms for 10,001 flagged ids at a million charges; 190 ms without).
+            models.Index(fields=["review_status", "period", "id"], name="charge_status_period_id"),
             # A PI's charges: the portal's pages and the admin's PI filter. Without it each
             # scans the table (1.3 s for a PI's open month at a million charges; 0.05 s with).
             models.Index(fields=["pi", "period"], name="charge_pi_period"),

@@ -18,6 +18,7 @@ from openchargeback.listcells import ListTitleMixin
 from ..config import ConfigError, load_config
 from ..models import Charge, Flag, ReviewItem
 from ..money import ZERO, AsNumber, ExactSum, cents_text
+from ..selectors import cached_figures, data_version
 from ..services import (
     PeriodError,
     ReviewError,
@@ -90,6 +91,18 @@ def queue_totals(queryset: QuerySet) -> list[dict]:
             }
         )
     return rows
+
+
+def cached_queue_totals(queryset: QuerySet) -> list[dict]:
+    """`queue_totals` of the queryset, cached under its SQL and the data version: the queue's
+    page asks the same GROUP BY on every view until an import or a decision changes charges
+    (tens of thousands of flagged rows read from the table: 0.2–0.8 s at a million charges)."""
+    sql, params = queryset.order_by().query.sql_with_params()
+    return cached_figures(
+        f"queue-totals:{queryset.db}:{sql}:{params!r}",
+        lambda: queue_totals(queryset),
+        data_version(),
+    )
 
 
 def _summary(queryset: QuerySet) -> dict:
@@ -204,9 +217,10 @@ class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
-            rows = queue_totals(context["cl"].queryset)
-            for row in rows:
-                row["billed_cell"] = money_cell(row["billed"], row["currency"])
+            rows = [
+                {**row, "billed_cell": money_cell(row["billed"], row["currency"])}
+                for row in cached_queue_totals(context["cl"].queryset)
+            ]
             context["queue_totals"] = rows
         return response
 

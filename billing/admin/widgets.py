@@ -7,11 +7,15 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib import admin
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import F, Q
+from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
 
 from openchargeback.listcells import stacked, truncated
 
@@ -44,6 +48,50 @@ class ChargeCellsMixin:
     review status over its reasons, the id over the period. The source is a filter and on the
     detail page."""
 
+    # The fields the cells below read. A list page reads only these of each charge: the rest
+    # (the delivered tags and extra columns above all, JSON decoded row by row) is for the
+    # detail page.
+    LIST_FIELDS = frozenset(
+        {
+            "id",
+            "period",
+            "source",
+            "pi",
+            "project",
+            "service_name",
+            "resource_id",
+            "billed_cost",
+            "list_cost",
+            "billing_currency",
+            "fund_org",
+            "review_status",
+            "flags",
+        }
+    )
+
+    def get_changelist(self, request, **kwargs):
+        return RowLinkChangeList
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.url_name and match.url_name.endswith("_changelist"):
+            queryset = queryset.defer(
+                *(f.name for f in Charge._meta.concrete_fields if f.name not in self.LIST_FIELDS)
+            )
+        return queryset
+
+    def action_checkbox(self, obj):
+        """Django's row checkbox, written out: Django renders a form widget through the template
+        engine for each row, over a third of the review queue's CPU. The same HTML."""
+        label = format_html(_("Select this object for an action - {}"), str(obj))
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            label,
+        )
+
     @admin.display(description="charge", ordering="id")
     def ref(self, obj):
         return stacked(obj.pk, obj.period.key)
@@ -67,6 +115,28 @@ class ChargeCellsMixin:
     def status_reasons(self, obj):
         reasons = reason_labels(obj.flags) if obj.flags else ""
         return stacked(obj.get_review_status_display(), reasons)
+
+
+class RowLinkChangeList(ChangeList):
+    """The admin's change list, with each row's link made from one reversed URL.
+
+    Django reverses the change URL of every row, then resolves it again to add the list's
+    filters (`add_preserved_filters`): 200 URL look-ups a page of 100 charges, a tenth of the
+    page's CPU. The link is the same: the change URL and `_changelist_filters`, which
+    `preserved_filters` holds already encoded; emptied here so Django adds nothing twice.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.row_filters, self.preserved_filters = self.preserved_filters, ""
+        name = f"admin:{self.opts.app_label}_{self.opts.model_name}_change"
+        marker = "/0/"
+        url = reverse(name, args=("0",), current_app=self.model_admin.admin_site.name)
+        self.row_prefix, _, self.row_suffix = url.rpartition(marker)
+
+    def url_for_result(self, result):
+        url = f"{self.row_prefix}/{quote(getattr(result, self.pk_attname))}/{self.row_suffix}"
+        return f"{url}?{self.row_filters}" if self.row_filters else url
 
 
 # ---- filters ------------------------------------------------------------------------------

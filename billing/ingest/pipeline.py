@@ -56,7 +56,7 @@ from ..models import (
     Source,
 )
 from ..money import ZERO, ExactSum, exact_sum, money_text
-from ..services.figures import figures_warm_after_commit
+from ..services.figures import figures_changed
 from . import loader
 from .columns import map_headers
 from .errors import FileRefused, ImportRefused
@@ -343,8 +343,9 @@ def _import_atomic(
             transaction.set_rollback(True)
         elif result.status != Import.Outcome.UNCHANGED:
             _refresh_statistics(result)
-            figures_warm_after_commit(
-                BillingPeriod.objects.filter(key__in=result.periods).values_list("pk", flat=True)
+            figures_changed(
+                BillingPeriod.objects.filter(key__in=result.periods).values_list("pk", flat=True),
+                warm_in_process=True,
             )
         if before_commit_hook is not None:
             before_commit_hook()

@@ -47,6 +47,6 @@ def drop(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("billing", "0014_charge_pi_period")]
+    dependencies = [("billing", "0016_figures_version")]
 
     operations = [migrations.RunPython(create, drop)]

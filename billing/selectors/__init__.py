@@ -3,32 +3,34 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from decimal import Decimal
 
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, F, Q
 
-from ..models import BillingPeriod, Charge, Flag, Import, ReviewDecision
+from ..models import BillingPeriod, Charge, Flag, Import
 from ..money import ZERO, ExactSum, money_text
 
 NOT_REJECTED = ~Q(review_status=Charge.ReviewStatus.REJECTED)
 FLAGGED = Q(review_status=Charge.ReviewStatus.FLAGGED)
 
 
-def period_rollup(period: BillingPeriod) -> list[dict]:
+def period_rollup(period: BillingPeriod, version: str | None = None) -> list[dict]:
     """The period's charges grouped by source, PI, project, fund/org, status and currency.
 
     Each row: the group's keys, `n` charges, exact `billed` and `list` sums (Decimal, or None
     when no charge of the group has the value). Every figure of `periods show`, the admin's period
     page and the dashboard derives from these rows, so they always agree.
 
-    One pass over the period's charges, then cached until the data changes (`data_version`:
-    the latest import and review decision, the only writers of charges) or the period's status
-    does. Never cached inside a transaction, which may still roll back.
+    One pass over the period's charges, then cached under the period's figures version (raised
+    by every import and review decision that changes its charges, and by its status changes;
+    `version` when the caller already read it). Never cached inside a transaction, which may
+    still roll back.
     """
     return cached_figures(
-        f"rollup:{period.pk}:{period.created_at.isoformat()}:{period.status}",
+        f"rollup:{period.pk}",
         lambda: list(
             Charge.objects.filter(period=period)
             .values(
@@ -37,25 +39,40 @@ def period_rollup(period: BillingPeriod) -> list[dict]:
             .annotate(n=Count("id"), billed=ExactSum("billed_cost"), list=ExactSum("list_cost"))
             .order_by()
         ),
+        version or figures_versions([period.pk])[period.pk],
     )
 
 
 FIGURES_CACHE_SECONDS = 24 * 3600  # correctness comes from the version in the key
 
 
+def figures_versions(period_ids: Iterable[int] | None = None) -> dict[int, str]:
+    """Each period's figures version (all periods when `period_ids` is None), in one query.
+
+    The version names the period (its id and creation time, so a period deleted and made again
+    is another one), its status, and its `FiguresVersion` counter, which every change to its
+    charges raises in the change's own transaction (`billing.services.figures.figures_changed`).
+    Figures cached under it are never stale. A period that doesn't exist has no entry.
+    """
+    periods = BillingPeriod.objects.order_by("pk")
+    if period_ids is not None:
+        periods = periods.filter(pk__in=list(period_ids))
+    return {
+        pk: f"{pk}@{created.isoformat()}/{status}/{counter or 0}"
+        for pk, created, status, counter in periods.values_list(
+            "pk", "created_at", "status", "figures_version__counter"
+        )
+    }
+
+
 def data_version() -> str:
-    """Changes whenever any charge may have changed: charges change only by an import (which
-    always writes an Import receipt) or a review decision (a ReviewDecision row). Two index
-    look-ups; figures cached under it are never stale."""
-    parts = []
-    for model in (Import, ReviewDecision):
-        last = model.objects.order_by("-id").values_list("id", "created_at").first()
-        parts.append(f"{last[0]}@{last[1].isoformat()}" if last else "-")
-    return "/".join(parts)
+    """The version of every period's charges: changes whenever any charge may have changed."""
+    return ";".join(figures_versions().values())
 
 
 def cached_figures(name: str, compute, version: str | None = None):
-    """`compute()`, cached under `name` and the data version (pass `version` to reuse one).
+    """`compute()`, cached under `name` and the data version (pass `version`, a period's from
+    `figures_versions` or `data_version()`, when the figures read only some periods).
 
     Never cached inside a transaction: what it reads may still roll back.
     """

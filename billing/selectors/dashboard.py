@@ -32,7 +32,7 @@ from django.db.models import Count, Exists, OuterRef
 from ..models import PI, BillingPeriod, Charge, Flag, Import, Project, Source
 from ..money import ZERO, ExactSum, cents_text, exact_sum, money_text, round_cents
 from ..rounding import allocate_cents
-from . import cached_figures, period_rollup
+from . import cached_figures, figures_versions, period_rollup
 
 BILLABLE = {str(s) for s in Charge.BILLABLE_STATUSES}
 FLAGGED = str(Charge.ReviewStatus.FLAGGED)
@@ -158,23 +158,17 @@ def month_keys(last: str, count: int = TREND_MONTHS) -> list[str]:
 # -- one period's figures -----------------------------------------------------------------------
 
 
-def _cached(key: str, version: str | None, compute):
-    if version is None:
-        return compute()
-    return cached_figures(f"dashboard:{key}", compute, version)
-
-
 def period_figures(period: BillingPeriod, version: str | None = None) -> dict:
     """Totals per currency, by source, top PIs and projects, and flagged counts by reason,
     every amount by the statements' rounding (see the module's docstring).
 
-    The numbers are cached under the data version (`cached_figures`), like the rollup they
-    come from; the names of sources, PIs and projects are read fresh on every call.
+    The numbers are cached under the period's figures version (`figures_versions`; `version`
+    when the caller already read it), like the rollup they come from; the names of sources,
+    PIs and projects are read fresh on every call.
     """
+    version = version or figures_versions([period.pk])[period.pk]
     numbers = cached_figures(
-        f"dashboard:figures:{period.pk}:{period.created_at.isoformat()}:{period.status}",
-        lambda: _period_numbers(period),
-        version,
+        f"dashboard:figures:{period.pk}", lambda: _period_numbers(period, version), version
     )
     sources = dict(
         Source.objects.filter(pk__in={r["source_id"] for r in numbers["sources"]}).values_list(
@@ -189,7 +183,9 @@ def period_figures(period: BillingPeriod, version: str | None = None) -> dict:
         ),
         "top_pis": _named(numbers["top_pis"], PI, "email"),
         "top_projects": _named(numbers["top_projects"], Project, "code"),
-        "flag_reasons": _cached(f"reasons:{period.pk}", version, lambda: flag_reasons(period)),
+        "flag_reasons": cached_figures(
+            f"dashboard:reasons:{period.pk}", lambda: flag_reasons(period), version
+        ),
     }
 
 
@@ -208,10 +204,11 @@ def _named(rows: list[dict], model, label_field: str) -> list[dict]:
     return named
 
 
-def _period_numbers(period: BillingPeriod) -> dict:
+def _period_numbers(period: BillingPeriod, version: str) -> dict:
     """Every amount of `period_figures`, without names (so it can be cached)."""
     groups: dict[str, dict[tuple, _Group]] = {"billable": {}, FLAGGED: {}, REJECTED: {}}
-    for row in period_rollup(period):  # cached by the selector, shared with `periods show`
+    # Cached by the selector, shared with `periods show`.
+    for row in period_rollup(period, version):
         status = row["review_status"]
         bucket = "billable" if status in BILLABLE else status
         key = (row["pi_id"], row["project_id"], row["fund_org"], row["billing_currency"])
@@ -427,12 +424,13 @@ def trend(
     choices: list[dict] | None = None,
     *,
     figures: dict | None = None,
-    version: str | None = None,
+    versions: dict[int, str] | None = None,
 ) -> list[dict]:
     """Billable billed and list per month, for the 12 months ending with `period`, each month
     by the statements' rounding (its groups' rounded sums).
 
-    One GROUP BY over the other months' charges (cached under `version`); the chosen month's
+    One GROUP BY over the other months' charges, cached under their figures versions
+    (`versions`, every period's, when the caller already read them); the chosen month's
     figures are taken from `figures` when given. Months with no period or no charges are zero,
     so the chart always has 12 points.
     """
@@ -467,7 +465,10 @@ def trend(
             month["listed"] += round_cents(row["listed"] or ZERO)
         return months
 
-    months = _cached(f"trend2:{currency}:{','.join(map(str, sorted(ids)))}", version, compute)
+    if versions is None:
+        versions = figures_versions(ids)
+    version = ";".join(versions[pk] for pk in sorted(ids) if pk in versions)
+    months = cached_figures(f"trend3:{currency}:{sorted(ids)}", compute, version or "none")
     found.update({ids[pk]: month for pk, month in months.items() if pk in ids})
     return [
         {

@@ -1,20 +1,28 @@
-"""Warm period figures: after a change commits, a worker recomputes what the dashboard and
-`periods show` read, so the first person to look doesn't wait for a GROUP BY over the period.
+"""The period figures' version and their warming: every change to a period's charges (an
+import, a review decision) or status calls `figures_changed` at the end of its transaction.
 
 Invariants:
-- Only after commit, and never inside the change: warming is a read, and a failure to queue
-  it (the broker down) is logged, never reported as a failed import or decision.
-- Only with workers. Without a broker, Celery runs tasks in-process, which would make the
-  import or the decision itself wait for the figures; the first view computes them instead.
-- Correctness never depends on it: cached figures are keyed by the data version
-  (`billing.selectors.data_version`), so a figure is either current or not found.
+- The version is raised in the change's own transaction (`FiguresVersion`), so it commits or
+  rolls back with the change, and concurrent writers raise it in their commit order. Cached
+  figures are keyed by it (`billing.selectors.figures_versions`): current or not found.
+- Warming happens only after commit, and never inside the change: it is a read, and a failure
+  to queue or run it is logged, never reported as a failed import or decision.
+- With workers, a worker warms. Without them (tasks run in-process), an import warms its
+  months itself after commit: an import is a batch job of seconds, and the GROUP BY over the
+  month is a second at a million charges, which the first person to open the dashboard would
+  otherwise wait for. A decision does not (a reviewer's click stays quick); the first view
+  after it computes.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from django.db import transaction
+from django.db.models import F
+
+log = logging.getLogger(__name__)
 
 
 def tasks_run_in_process() -> bool:
@@ -24,11 +32,44 @@ def tasks_run_in_process() -> bool:
     return bool(warm_period_figures.app.conf.task_always_eager)
 
 
-def figures_warm_after_commit(period_ids: Iterable[int]) -> None:
-    """Queue the recomputation of these periods' figures for when the transaction commits."""
+def figures_changed(period_ids: Iterable[int], *, warm_in_process: bool = False) -> None:
+    """These periods' charges or status changed in the current transaction: raise their
+    figures' version, and warm their figures after commit (see the module's docstring).
+
+    Call it last in the change's transaction: the version rows stay locked until commit, in
+    period order, so concurrent changes of one period queue here rather than deadlock.
+    """
+    from ..models import FiguresVersion
+
+    ids = sorted({int(pk) for pk in period_ids})
+    if not ids:
+        return
+    FiguresVersion.objects.bulk_create(
+        [FiguresVersion(period_id=pk) for pk in ids], ignore_conflicts=True
+    )
+    for pk in ids:
+        FiguresVersion.objects.filter(period_id=pk).update(counter=F("counter") + 1)
+    figures_warm_after_commit(ids, in_process=warm_in_process)
+
+
+def figures_warm_after_commit(period_ids: Iterable[int], *, in_process: bool = False) -> None:
+    """Queue the recomputation of these periods' figures for when the transaction commits;
+    without workers, compute them then only when `in_process`."""
     from ..tasks import warm_period_figures
 
     ids = sorted({int(pk) for pk in period_ids})
-    if not ids or tasks_run_in_process():
+    if not ids:
         return
-    transaction.on_commit(lambda: warm_period_figures.delay(ids), robust=True)
+    if not tasks_run_in_process():
+        transaction.on_commit(lambda: warm_period_figures.delay(ids), robust=True)
+    elif in_process:
+        transaction.on_commit(lambda: _warm_here(ids), robust=True)
+
+
+def _warm_here(ids: list[int]) -> None:
+    from ..tasks import warm_period_figures
+
+    try:
+        warm_period_figures(ids)
+    except Exception:  # a read: the first view computes what this could not
+        log.exception("warming the figures of periods %s failed", ids)

@@ -22,7 +22,7 @@ from accounts.services import audit_record
 
 from ..ingest.pipeline import PERIOD_RE
 from ..models import BillingPeriod, Charge
-from .figures import figures_warm_after_commit
+from .figures import figures_changed
 
 
 class PeriodError(Exception):
@@ -137,7 +137,7 @@ def period_close(*, key: str, acting_user=None, actor: str = "", reason: str = "
         after={"status": "closed"},
         reason=reason,
     )
-    figures_warm_after_commit([period.pk])  # the figures' key has the status
+    figures_changed([period.pk])  # the figures' key has the status
     return period
 
 
@@ -166,7 +166,7 @@ def period_finalize(
         after={"status": "finalized"},
         reason=reason,
     )
-    figures_warm_after_commit([period.pk])  # the figures' key has the status
+    figures_changed([period.pk])  # the figures' key has the status
     return period
 
 
@@ -204,5 +204,5 @@ def period_open(*, key: str, acting_user=None, actor: str = "", reason: str = ""
         after={"status": "open"},
         reason=reason,
     )
-    figures_warm_after_commit([period.pk])  # the figures' key has the status
+    figures_changed([period.pk])  # the figures' key has the status
     return period

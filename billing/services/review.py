@@ -30,7 +30,7 @@ from ..config import BillingConfig
 from ..locking import hold_referenced
 from ..models import PI, AccountMapping, Charge, Flag, Project, ReviewDecision
 from ..money import ZERO, ExactSum, money_text
-from .figures import figures_warm_after_commit
+from .figures import figures_changed
 from .patterns import with_review_patterns
 from .periods import PeriodError, period_writable
 
@@ -170,7 +170,7 @@ def _decide(
         for currency, amount in decision.billed.items():
             billed[currency] = billed.get(currency, ZERO) + Decimal(amount)
     result.billed = {c: money_text(v) for c, v in sorted(billed.items())}
-    figures_warm_after_commit(decision.period_id for decision in result.decisions)
+    figures_changed(decision.period_id for decision in result.decisions)
     return result
 
 
