@@ -527,8 +527,21 @@ def excluded_summary(period: BillingPeriod, *, pi_email: str | None = None) -> d
     }
 
 
-def billable_total(period: BillingPeriod, *, pi_email: str | None = None) -> dict[str, Decimal]:
-    """Per currency, the exact sum of BilledCost of the billable charges."""
+def billable_total(
+    period: BillingPeriod,
+    *,
+    pi_email: str | None = None,
+    figures: Iterable[StatementFigures] | None = None,
+) -> dict[str, Decimal]:
+    """Per currency, the exact sum of BilledCost of the billable charges.
+
+    `figures`: the period's `statement_figures` (same `pi_email`), already computed: their exact
+    sums add up to the same total without reading the charges again."""
+    if figures is not None:
+        by_currency: dict[str, list[Decimal]] = defaultdict(list)
+        for f in figures:
+            by_currency[f.currency].append(f.exact_billed)
+        return {c: exact_sum(v) for c, v in sorted(by_currency.items())}
     rows = (
         billable_charges(period, pi_email)
         .values("billing_currency")
