@@ -243,3 +243,17 @@ def test_emails_go_once_when_a_pis_statements_are_in_different_chunks(
     for m in messages:
         assert len([p for p in m.walk() if p.get_filename()]) == 3
     assert set(Statement.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_resume_renders_what_a_batch_still_waits_for_by_chunks(closed_month, config, held, draws):
+    from statements.services import statement_run_resume
+
+    result = statement_generate(period_key="2025-01", config=config)
+    run = StatementRun.objects.get(pk=result.run_id)
+    ids = [pk for chunk in held for pk in chunk]
+    delivery.statements_render(ids[:5])  # a worker got this far, then the broker was lost
+
+    assert statement_run_resume(run=run) == {"rendering": len(ids) - 5, "emails": 0}
+    assert run_progress(run)["done"]
+    assert set(draws.values()) == {1} and len(draws) == len(ids)
+    assert len(stored_pdfs()) == len(ids)
