@@ -237,13 +237,14 @@ class StatementFigures:
 def _allocate(figures: StatementFigures) -> None:
     """Round the totals once and allocate every section and line from them."""
     figures.sections.sort(key=Section.sort_key)
-    figures.exact_billed = exact_sum(s.exact_billed for s in figures.sections)
-    figures.exact_list = exact_sum(s.exact_list for s in figures.sections)
+    billed = [s.exact_billed for s in figures.sections]  # each sums its lines: once
+    listed = [s.exact_list for s in figures.sections]
+    figures.exact_billed = exact_sum(billed)
+    figures.exact_list = exact_sum(listed)
     figures.charge_count = sum(s.charge_count for s in figures.sections)
     figures.due_amount, figures.list_amount = round_group(figures.exact_billed, figures.exact_list)
-    index = range(len(figures.sections))
-    dues = allocate_cents({i: figures.sections[i].exact_billed for i in index}, figures.due_amount)
-    lists = allocate_cents({i: figures.sections[i].exact_list for i in index}, figures.list_amount)
+    dues = allocate_cents(dict(enumerate(billed)), figures.due_amount)
+    lists = allocate_cents(dict(enumerate(listed)), figures.list_amount)
     for i, section in enumerate(figures.sections):
         section.due_amount, section.list_amount = dues[i], lists[i]
         section.lines.sort(key=lambda ln: (ln.service_name.lower(), ln.label.lower(), ln.unit))
@@ -527,8 +528,21 @@ def excluded_summary(period: BillingPeriod, *, pi_email: str | None = None) -> d
     }
 
 
-def billable_total(period: BillingPeriod, *, pi_email: str | None = None) -> dict[str, Decimal]:
-    """Per currency, the exact sum of BilledCost of the billable charges."""
+def billable_total(
+    period: BillingPeriod,
+    *,
+    pi_email: str | None = None,
+    figures: Iterable[StatementFigures] | None = None,
+) -> dict[str, Decimal]:
+    """Per currency, the exact sum of BilledCost of the billable charges.
+
+    `figures`: the period's `statement_figures` (same `pi_email`), already computed: their exact
+    sums add up to the same total without reading the charges again."""
+    if figures is not None:
+        by_currency: dict[str, list[Decimal]] = defaultdict(list)
+        for f in figures:
+            by_currency[f.currency].append(f.exact_billed)
+        return {c: exact_sum(v) for c, v in sorted(by_currency.items())}
     rows = (
         billable_charges(period, pi_email)
         .values("billing_currency")

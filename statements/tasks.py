@@ -20,7 +20,7 @@ from .services.delivery import (
     email_send_attempt,
     email_sender_lock,
     pdf_name,
-    statement_render,
+    statements_render,
 )
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "classify",
     "pdf_name",
     "render_statement_task",
+    "render_statements_task",
     "send_statement_email_task",
 ]
 
@@ -42,11 +43,40 @@ def _worker_name(task) -> str:
     return f"{getattr(task.request, 'hostname', '') or socket.gethostname()}"
 
 
+RENDER_RETRIES = 3
+RENDER_RETRY_DELAY = 10  # seconds, doubled at each retry
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=RENDER_RETRIES)
+def render_statements_task(self, statement_ids: list[int]) -> dict[str, int]:
+    """Draw a chunk of statements' PDFs (statements.services.delivery.statements_render);
+    queue each PI's email when their last statement is drawn. Statements that could not be
+    stored stay `rendering` and are tried again by a retry of this task with only them."""
+    if not statement_ids:
+        return {}
+    with log_context(**_statement_context(Statement, statement_ids[0])):
+        outcomes = statements_render(statement_ids)
+    left = [pk for pk, outcome in outcomes.items() if outcome == "error"]
+    if left:
+        if self.request.is_eager:  # in-process: the caller sees the failure, as it would have
+            raise StatementRenderError(f"{len(left)} statement(s) could not be stored: {left}")
+        retries = self.request.retries or 0
+        raise self.retry(args=(left,), countdown=RENDER_RETRY_DELAY * 2**retries)
+    counts: dict[str, int] = {}
+    for outcome in outcomes.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
 @shared_task(bind=True, acks_late=True, ignore_result=True)
 def render_statement_task(self, statement_id: int) -> str:
-    """Draw one statement's PDF; queue its PI's email when it was the last one to render."""
+    """One statement's PDF (tasks queued before chunks existed, e.g. across an upgrade)."""
     with log_context(**_statement_context(Statement, statement_id)):
-        return statement_render(statement_id)
+        return statements_render([statement_id])[statement_id]
+
+
+class StatementRenderError(RuntimeError):
+    """Statements of a chunk rendered in-process could not be stored (they stay rendering)."""
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=MAX_SEND_RETRIES)

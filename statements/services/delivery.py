@@ -45,7 +45,7 @@ from openchargeback import links
 
 from ..figures import month_label
 from ..lifecycle import EMAIL_LIVE, email_move, statement_move
-from ..models import EmailAttempt, Statement, StatementEmail, StatementRun
+from ..models import EmailAttempt, Statement, StatementEmail, StatementLine, StatementRun
 from ..pdf import money, render_pdf
 from ..selectors import statement_pdf_data
 from .common import StatementError, config_snapshot, current_statements
@@ -67,61 +67,115 @@ def pdf_name(statement: Statement) -> str:
     return f"statements/{statement.period.key}/{statement.number}-v{statement.version}.pdf"
 
 
+# Statements per render task. A task reads its statements and their lines in two queries and
+# checks their PIs' emails once, so a batch costs a few tasks instead of one per statement; each
+# statement still commits on its own (per-statement progress; a crash loses at most the one being
+# drawn). `render_chunks` makes smaller chunks for small batches, so they spread over workers.
+RENDER_CHUNK = 50
+RENDER_MIN_TASKS = 16
+
+
+def render_chunks(statement_ids: list[int]) -> list[list[int]]:
+    """The statements split into the render tasks' chunks, in their order (the generation's
+    order is by PI, so a PI's statements mostly share a chunk and their email is checked once)."""
+    ids = list(statement_ids)
+    size = max(1, min(RENDER_CHUNK, -(-len(ids) // RENDER_MIN_TASKS)))
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
 def statement_render(statement_id: int) -> str:
-    """Draw one statement's PDF, store it, mark the statement ready, queue its PI's email when
-    this was the last of their statements to render."""
-    statement = (
-        Statement.objects.select_related("period", "pi", "project", "run")
-        .filter(pk=statement_id)
-        .first()
-    )
-    if statement is None:
-        return "gone"  # replaced by a regeneration that removed it
-    if statement.status != Statement.Status.RENDERING:
-        _after_render(statement_id)
-        return "done already"
+    """Draw one statement's PDF (`statements_render` of one); its outcome."""
+    return statements_render([statement_id])[statement_id]
+
+
+def statements_render(statement_ids: list[int]) -> dict[int, str]:
+    """Draw the PDFs of a chunk of statements: store each, mark it ready, then queue the emails
+    of PIs whose statements have all rendered. Returns each statement's outcome: rendered,
+    failed (it can't be drawn: marked failed with the error), stale (regenerated meanwhile),
+    done already, gone, or error (storing or recording it failed: it stays `rendering`, for a
+    retry of the task or the batch's resume).
+
+    Safe to run twice, at once or one after the other: a statement not in `rendering` is done,
+    and each one commits by a conditional UPDATE of its own (see `_render_one`).
+    """
+    ids = list(dict.fromkeys(statement_ids))
+    statements = {
+        s.pk: s
+        for s in Statement.objects.select_related("period", "pi", "project", "run").filter(
+            pk__in=ids
+        )
+    }
+    todo = [pk for pk in ids if pk in statements and statements[pk].status == "rendering"]
+    lines: dict[int, list] = defaultdict(list)
+    if todo:
+        for line in StatementLine.objects.filter(statement_id__in=todo).order_by(
+            "statement_id", "position"
+        ):
+            lines[line.statement_id].append(line)
+    outcomes: dict[int, str] = {}
+    for pk in ids:
+        statement = statements.get(pk)
+        if statement is None:
+            outcomes[pk] = "gone"  # replaced by a regeneration that removed it
+            continue
+        if statement.status != Statement.Status.RENDERING:
+            outcomes[pk] = "done already"
+            continue
+        try:
+            outcomes[pk] = _render_one(statement, lines.get(pk, []))
+        except Exception:  # storage or database: the others of the chunk still render
+            log.exception("statement %s could not be stored", statement.number)
+            outcomes[pk] = "error"
+    # Also after "done already": a task that died between a statement's UPDATE and this check
+    # queues the email on its redelivery.
+    _after_render([pk for pk, outcome in outcomes.items() if outcome not in ("gone", "error")])
+    return outcomes
+
+
+def _render_one(statement: Statement, lines: list) -> str:
     version = statement.version
     try:
-        content = render_pdf(statement_pdf_data(statement))
+        content = render_pdf(statement_pdf_data(statement, lines=lines))
     except Exception as exc:  # a statement that cannot be drawn must not stop the batch
         log.exception("statement %s could not be rendered", statement.number)
         with transaction.atomic():
-            locked = Statement.objects.select_for_update().get(pk=statement_id)
+            locked = Statement.objects.select_for_update().get(pk=statement.pk)
             if locked.version == version and locked.status == Statement.Status.RENDERING:
                 statement_move(locked, Statement.Status.FAILED)
                 locked.error = f"rendering failed: {type(exc).__name__}: {exc}"
                 locked.save(update_fields=["status", "error", "updated_at"])
-        _after_render(statement_id)
         return "failed"
     # Never delete-then-write a shared name: two deliveries of this task may run at once (acks
     # late, a regeneration's on-commit render beside a worker's). Each saves under a name of its
     # own (the storage adds a suffix when the name is taken); the conditional UPDATE below picks
     # one, and the other deletes only the file it wrote.
     stored = default_storage.save(pdf_name(statement), ContentFile(content))
+    now = timezone.now()
     # One conditional UPDATE: only the version that was drawn, only if still rendering.
     current = Statement.objects.filter(
-        pk=statement_id, version=version, status=Statement.Status.RENDERING
+        pk=statement.pk, version=version, status=Statement.Status.RENDERING
     ).update(
         pdf_path=stored,
         pdf_sha256=hashlib.sha256(content).hexdigest(),
         status=Statement.Status.READY,
-        rendered_at=timezone.now(),
-        updated_at=timezone.now(),
+        rendered_at=now,
+        updated_at=now,
         error="",
     )
     if not current:
-        if not Statement.objects.filter(pk=statement_id, pdf_path=stored).exists():
+        if not Statement.objects.filter(pk=statement.pk, pdf_path=stored).exists():
             default_storage.delete(stored)
         return "stale"
-    _after_render(statement_id)
     return "rendered"
 
 
-def _after_render(statement_id: int) -> None:
+def _after_render(statement_ids: list[int]) -> None:
+    if not statement_ids:
+        return
     ids = list(
-        StatementEmail.objects.filter(
-            statements__pk=statement_id, status__in=OPEN_EMAIL
-        ).values_list("pk", flat=True)
+        StatementEmail.objects.filter(statements__pk__in=statement_ids, status__in=OPEN_EMAIL)
+        .values_list("pk", flat=True)
+        .distinct()
     )
     if ids:
         email_check_ready(ids)
@@ -381,22 +435,24 @@ def email_send_attempt(email_id: int, *, retries: int, worker: str) -> str | Bas
 
 
 def enqueue(statement_ids: list[int], email_ids: list[int]) -> None:
-    """Render tasks, then send tasks of emails already queued (call after commit)."""
+    """Render tasks (chunks of statements), then send tasks of emails already queued (call
+    after commit)."""
     from openchargeback.celery import app
 
-    from ..tasks import render_statement_task, send_statement_email_task
+    from ..tasks import render_statements_task, send_statement_email_task
 
+    chunks = render_chunks(statement_ids)
     if app.conf.task_always_eager:  # in-process: no broker to talk to
-        for pk in statement_ids:
-            render_statement_task.delay(pk)
+        for chunk in chunks:
+            render_statements_task.delay(chunk)
         for pk in email_ids:
             if StatementEmail.objects.filter(pk=pk, status=StatementEmail.Status.QUEUED).exists():
                 send_statement_email_task.delay(pk)
         return
     # One producer (one broker connection) for the whole batch.
     with app.producer_or_acquire() as producer:
-        for pk in statement_ids:
-            render_statement_task.apply_async((pk,), producer=producer)
+        for chunk in chunks:
+            render_statements_task.apply_async((chunk,), producer=producer)
         queued = set(
             StatementEmail.objects.filter(
                 pk__in=email_ids, status=StatementEmail.Status.QUEUED
@@ -426,7 +482,7 @@ def queue_emails(
     statements = statements.filter(is_draft=False).exclude(emails__status__in=LIVE_EMAIL)
     if run.kind != StatementRun.Kind.GENERATE:
         # Outside a generation, only statements already drawn: their render tasks are done
-        # and do not look for emails (tasks._after_render).
+        # and do not look for emails (`_after_render`).
         statements = statements.exclude(status=Statement.Status.RENDERING)
     if not resend:
         statements = statements.filter(sent_at__isnull=True)
@@ -669,13 +725,15 @@ def statement_send_one(
 def statement_run_resume(*, run: StatementRun) -> dict[str, int]:
     """Enqueue again what a batch still waits for (after a broker or worker loss). Idempotent:
     tasks skip what is done and claim rows before acting."""
-    from ..tasks import render_statement_task
+    from ..tasks import render_statements_task
 
     rendering = list(
-        run.statements.filter(status=Statement.Status.RENDERING).values_list("pk", flat=True)
+        run.statements.filter(status=Statement.Status.RENDERING)
+        .order_by("pi__email", "number")
+        .values_list("pk", flat=True)
     )
-    for pk in rendering:
-        render_statement_task.delay(pk)
+    for chunk in render_chunks(rendering):
+        render_statements_task.delay(chunk)
     waiting = list(
         run.emails.filter(
             status__in=[StatementEmail.Status.PENDING, StatementEmail.Status.QUEUED]

@@ -225,7 +225,10 @@ def statement_generate(
             )
         figures = statement_figures(period, pi_email=pi_email)
         excluded = excluded_summary(period, pi_email=pi_email)
-        billable = {c: money_text(v) for c, v in billable_total(period, pi_email=pi_email).items()}
+        billable = {
+            c: money_text(v)
+            for c, v in billable_total(period, pi_email=pi_email, figures=figures).items()
+        }
         if dry_run:
             existing = {
                 gone_key(s): s

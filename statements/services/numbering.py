@@ -20,6 +20,20 @@ from ..models import StatementNumber
 NUMBER_PREFIX = "ST"
 
 
+# Field types whose Python value COPY takes as it is (Django's preparation is the identity for
+# them on PostgreSQL): preparing 5,000 statements field by field cost about a second.
+_RAW_TYPES = frozenset(
+    {"CharField", "TextField", "IntegerField", "PositiveIntegerField", "BooleanField",
+     "ForeignKey", "DateField", "AutoField", "BigAutoField"}
+)  # fmt: skip
+
+
+def _is_raw(f) -> bool:
+    return f.get_internal_type() in _RAW_TYPES and not (
+        getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+    )
+
+
 def bulk_insert(model, objs: list) -> None:
     """bulk_create, by COPY on PostgreSQL with ids drawn from the table's sequence first."""
     if not objs:
@@ -36,12 +50,19 @@ def bulk_insert(model, objs: list) -> None:
             [table, len(objs)],
         )
         ids = [row[0] for row in cursor.fetchall()]
+        raw = [_is_raw(f) for f in fields]
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for obj, pk in zip(objs, ids, strict=True):
                 obj.pk = pk
                 obj._state.adding = False
+                values = obj.__dict__
                 copy.write_row(
-                    [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+                    [
+                        values[f.attname]
+                        if is_raw
+                        else f.get_db_prep_save(f.pre_save(obj, True), connection)
+                        for f, is_raw in zip(fields, raw, strict=True)
+                    ]
                 )
 
 

@@ -16,6 +16,7 @@ from billing.tests.reference_month import (
     REFERENCE_STATEMENTS,
 )
 from statements.figures import (
+    billable_total,
     excluded_summary,
     group_totals,
     percent_text,
@@ -267,3 +268,27 @@ def test_synthetic_ten_decimal_month_statement_by_statement(ingest, tmp_path, wr
     assert abs(sum(f.due_amount for f in figures) - round_cents(billable)) <= D("0.005") * len(
         figures
     )
+
+
+@pytest.mark.django_db
+def test_billable_total_from_the_figures_equals_the_charges_sum(make_charges):
+    """Generation takes the billable total from the figures it already has (no second scan of
+    the charges): the same exact sums, per currency, with flagged charges left out."""
+    ada = PI.objects.create(email="ada@example.edu", name="Ada")
+    bob = PI.objects.create(email="bob@example.edu", name="Bob")
+    engines = Project.objects.create(code="engines")
+    make_charges([D("0.0033333333")] * 7, pi=ada, project=engines, fund_org="F-1")
+    make_charges([D("-1.25"), D("2.0000000001")], pi=bob, project=engines, fund_org="F-2")
+    make_charges([D("3.1")], pi=bob, project=engines, fund_org="F-2", billing_currency="EUR")
+    make_charges(
+        [D("99")], pi=ada, project=engines, fund_org="F-1", review_status="flagged", flags=8
+    )
+    period = BillingPeriod.objects.get(key="2025-01")
+    for who in (None, "bob@example.edu"):
+        figures = statement_figures(period, pi_email=who)
+        from_figures = billable_total(period, pi_email=who, figures=figures)
+        assert from_figures == billable_total(period, pi_email=who)
+    assert billable_total(period, figures=statement_figures(period)) == {
+        "EUR": D("3.1"),
+        "USD": D("0.0233333331") + D("0.7500000001"),
+    }

@@ -43,15 +43,18 @@ pytestmark = [
 ]
 
 # A worker whose unacknowledged tasks come back 5 s after it dies (Redis visibility timeout),
-# rendering at most 40 statements a second, so that the kill below lands mid-batch however fast
-# the machine is (a one-page render takes a few milliseconds).
+# drawing a statement in no less than 25 ms, so that the kill below lands mid-batch (and most
+# likely mid-chunk) however fast the machine is (a one-page render takes a few milliseconds).
 WORKER = (
-    "import sys\n"
+    "import sys, time\n"
+    "import django\n"
     "from openchargeback.celery import app\n"
+    "django.setup()\n"
+    "from statements.services import delivery\n"
+    "draw = delivery.render_pdf\n"
+    "delivery.render_pdf = lambda data: (time.sleep(0.025), draw(data))[1]\n"
     "app.conf.broker_transport_options = {'visibility_timeout': 5,"
     " 'unacked_restore_interval': 1, 'unacked_restore_throttle': 1}\n"
-    "app.conf.task_annotations = {"
-    "'statements.tasks.render_statement_task': {'rate_limit': '40/s'}}\n"
     "app.worker_main(sys.argv[1:])\n"
 )
 
