@@ -40,11 +40,12 @@ def digests_from_hex(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     texts = pc.fill_null(texts.cast(pa.string()), "")
     valid = np.asarray(pc.match_substring_regex(texts, _HEX32).to_numpy(zero_copy_only=False))
     good = texts.filter(pa.array(valid)) if not valid.all() else texts
-    good = pa.concat_arrays([good]) if isinstance(good, pa.Array) else good
     count = len(good)
     if count == 0:
         return np.zeros((0, 16), dtype=np.uint8), valid
-    offsets = np.frombuffer(good.buffers()[1], dtype=np.int32)[good.offset : good.offset + count + 1]
+    offsets = np.frombuffer(good.buffers()[1], dtype=np.int32)[
+        good.offset : good.offset + count + 1
+    ]
     data = np.frombuffer(good.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
     nibbles = _NIBBLE[data].reshape(count, 16, 2)
     digests = (nibbles[:, :, 0] << 4) | nibbles[:, :, 1]

@@ -546,11 +546,7 @@ def _stream(
     for key in sorted(states):
         state = states[key]
         had_rows = had_rows or len(state.charges) > 0
-        gone = (
-            state.charges.not_seen_ids().tolist()
-            if state.replace and not state.append
-            else []
-        )
+        gone = state.charges.not_seen_ids().tolist() if state.replace and not state.append else []
         gone_billed = _billed_by_currency(gone)
         for currency, total in gone_billed.items():
             removed_billed[currency] = removed_billed.get(currency, ZERO) + total
