@@ -89,19 +89,68 @@ def _find(hi_sorted, lo_sorted, hi, lo) -> np.ndarray:
 class MonthCharges:
     """A source's charges in one month, by fingerprint: matched against the delivery's rows."""
 
-    def __init__(self, digests: np.ndarray, ids: np.ndarray, flagged: np.ndarray, other_ids):
-        hi, lo = keys_from_digests(np.ascontiguousarray(digests, dtype=np.uint8))
+    def __init__(self, hi: np.ndarray, lo: np.ndarray, ids, flagged, other_ids):
         order = _sort(hi)
-        self.hi, self.lo = hi[order], lo[order]
+        # One array at a time, so the month is never held twice over.
+        self.hi = hi[order]
+        del hi
+        self.lo = lo[order]
+        del lo
         self.ids = np.asarray(ids, dtype=np.int64)[order]
+        del ids
         self.flagged = np.asarray(flagged, dtype=bool)[order]
         self.seen = np.zeros(len(order), dtype=bool)
         # Charges whose fingerprint isn't 32 hex digits: never matched, so removed on replace.
         self.other_ids = np.asarray(other_ids, dtype=np.int64)
 
     @classmethod
+    def from_digests(cls, digests: np.ndarray, ids, flagged, other_ids=()) -> MonthCharges:
+        hi, lo = keys_from_digests(np.ascontiguousarray(digests, dtype=np.uint8))
+        return cls(hi, lo, ids, flagged, other_ids)
+
+    class Chunks:
+        """Builds a MonthCharges from chunks of (fingerprint text, id, flagged) as they're read."""
+
+        def __init__(self):
+            self.parts: dict[str, list[np.ndarray]] = {
+                "hi": [],
+                "lo": [],
+                "ids": [],
+                "flagged": [],
+                "other": [],
+            }
+
+        def add(self, texts: pa.Array, ids: pa.Array, flagged: pa.Array) -> None:
+            digests, valid = digests_from_hex(texts)
+            hi, lo = keys_from_digests(digests)
+            ids = ids.to_numpy(zero_copy_only=False)
+            flagged = np.asarray(flagged.to_numpy(zero_copy_only=False))
+            for name, values in (
+                ("hi", hi),
+                ("lo", lo),
+                ("ids", ids[valid]),
+                ("flagged", flagged[valid] != 0),
+                ("other", ids[~valid]),
+            ):
+                self.parts[name].append(values)
+
+        def done(self) -> MonthCharges:
+            joined = {}
+            for name in ("hi", "lo", "ids", "flagged", "other"):
+                chunks = self.parts.pop(name)
+                joined[name] = np.concatenate(chunks) if chunks else np.zeros(0, np.uint64)
+                del chunks
+            return MonthCharges(
+                joined.pop("hi"),
+                joined.pop("lo"),
+                joined.pop("ids"),
+                joined.pop("flagged"),
+                joined.pop("other"),
+            )
+
+    @classmethod
     def empty(cls) -> MonthCharges:
-        return cls(np.zeros((0, 16), np.uint8), [], [], [])
+        return cls.from_digests(np.zeros((0, 16), np.uint8), [], [])
 
     def __len__(self) -> int:
         return len(self.ids) + len(self.other_ids)

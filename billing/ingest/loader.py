@@ -12,14 +12,13 @@ import re
 import threading
 from datetime import datetime
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from django.db import connection
 from pyarrow import csv as pa_csv
 
 from ..models import Charge, ReviewDecision
-from .fingerprints import MonthCharges, digests_from_hex
+from .fingerprints import MonthCharges
 
 # Charge columns written by the importer, in row-tuple order.
 INSERT_COLUMNS = (
@@ -306,16 +305,16 @@ _EXISTING_FETCH = 100_000  # rows fetched at a time (SQLite)
 def month_charges(source_id: int, period_id: int) -> MonthCharges:
     """A source's charges in a period by fingerprint, with their ids and whether flagged.
 
-    Read in chunks straight into fixed-width arrays (ingest/fingerprints.py): a month of ten
-    million charges takes ~250 MB here, not a Python object per charge. On PostgreSQL the rows
-    come by COPY, in the table's own order: the only index that serves this is the unique
-    (period, source, fingerprint) one, which walked in fingerprint order visits the table at
-    random (about a third slower at a million rows)."""
+    Read in chunks, each turned at once into fixed-width arrays (ingest/fingerprints.py): a
+    month of ten million charges takes ~260 MB here, not a Python object per charge. On
+    PostgreSQL the rows come by COPY, in the table's own order: the only index that serves this
+    is the unique (period, source, fingerprint) one, which walked in fingerprint order visits
+    the table at random (about a third slower at a million rows)."""
     sql = (
         f"SELECT fingerprint, id, CASE WHEN review_status = 'flagged' THEN 1 ELSE 0 END "
         f"FROM {TABLE} WHERE source_id = %s AND period_id = %s"
     )
-    parts: list[tuple[pa.Array, pa.Array, pa.Array]] = []
+    chunks = MonthCharges.Chunks()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SET LOCAL enable_indexscan = off")
@@ -327,19 +326,17 @@ def month_charges(source_id: int, period_id: int) -> MonthCharges:
                     pending.append(bytes(data))
                     size += len(data)
                     if size >= _EXISTING_CHUNK:
-                        parts.append(_parse_existing(b"".join(pending)))
+                        chunks.add(*_parse_existing(b"".join(pending)))
                         pending, size = [], 0
             if pending:
-                parts.append(_parse_existing(b"".join(pending)))
+                chunks.add(*_parse_existing(b"".join(pending)))
             cursor.execute("RESET enable_indexscan")
         else:
             cursor.execute(sql, [source_id, period_id])
             while rows := cursor.fetchmany(_EXISTING_FETCH):
                 fps, ids, flagged = zip(*rows, strict=True)
-                parts.append(
-                    (pa.array(fps, pa.string()), pa.array(ids, pa.int64()), pa.array(flagged))
-                )
-    return _month_charges(parts)
+                chunks.add(pa.array(fps, pa.string()), pa.array(ids, pa.int64()), pa.array(flagged))
+    return chunks.done()
 
 
 def _parse_existing(text: bytes) -> tuple[pa.Array, pa.Array, pa.Array]:
@@ -351,19 +348,3 @@ def _parse_existing(text: bytes) -> tuple[pa.Array, pa.Array, pa.Array]:
         ),
     )
     return tuple(table.column(name).combine_chunks() for name in ("fp", "id", "flagged"))
-
-
-def _month_charges(parts) -> MonthCharges:
-    if not parts:
-        return MonthCharges.empty()
-    digests, ids, flagged, other = [], [], [], []
-    for fps, chunk_ids, chunk_flagged in parts:
-        chunk_digests, valid = digests_from_hex(fps)
-        chunk_ids = chunk_ids.to_numpy(zero_copy_only=False)
-        digests.append(chunk_digests)
-        ids.append(chunk_ids[valid])
-        flagged.append(np.asarray(chunk_flagged.to_numpy(zero_copy_only=False))[valid] != 0)
-        other.append(chunk_ids[~valid])
-    return MonthCharges(
-        np.concatenate(digests), np.concatenate(ids), np.concatenate(flagged), np.concatenate(other)
-    )

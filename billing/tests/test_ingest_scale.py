@@ -100,7 +100,7 @@ def test_month_charges_find_exact_keys_among_shared_high_halves():
     )
     ids = np.arange(1000, 1000 + len(stored))
     flagged = np.array([i % 3 == 0 for i in range(len(stored))])
-    charges = MonthCharges(digests, ids, flagged, other_ids=[5, 3])
+    charges = MonthCharges.from_digests(digests, ids, flagged, other_ids=[5, 3])
     absent = _keys(rng, 100, his)
     absent = [key for key in absent if key not in set(stored)]
     queries = stored + absent
