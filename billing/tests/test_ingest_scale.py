@@ -397,3 +397,52 @@ def test_totals_of_many_rows_are_exact(ingest, write_file, monkeypatch):
             )
     assert receipt["rows_flagged"] == sum(r[4] != "USD" for r in rows)
     assert receipt["flagged_by_reason"] == {Flag.CURRENCY.code: receipt["rows_flagged"]}
+
+
+# -- the CSV reader's memory -----------------------------------------------------------------------
+
+
+def _long_file(tmp_path, rows: int):
+    path = tmp_path / "long.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["BillingPeriodStart", "BilledCost", "ResourceId"])
+        writer.writerows(["2025-01-01", f"{i}.25", f"vm-{i}"] for i in range(rows))
+    return path
+
+
+@pytest.mark.parametrize("use_threads", [True, False])
+def test_the_csv_reader_reads_only_a_few_blocks_ahead(tmp_path, monkeypatch, use_threads):
+    """Arrow reads up to 32 blocks ahead of the batches taken (256 MB held all import long);
+    the reader lets it run only READ_AHEAD_BLOCKS ahead, and every row still arrives once."""
+    monkeypatch.setattr(reader, "BLOCK_SIZE", 1000)
+    path = _long_file(tmp_path, 5000)
+    ahead = []
+    read = reader._Paced.read
+
+    def spy(self, size=-1):
+        data = read(self, size)
+        ahead.append(self._read - self._handed_out * reader.BLOCK_SIZE)
+        return data
+
+    monkeypatch.setattr(reader._Paced, "read", spy)
+    headers = reader.read_headers(path)
+
+    batches = list(reader.read_batches(path, headers, [], use_threads=use_threads))
+
+    assert len(batches) > 60
+    lines = np.concatenate([batch.line_numbers() for batch in batches])
+    assert lines.tolist() == list(range(2, 5002))
+    assert max(ahead) <= (reader.READ_AHEAD_BLOCKS + 1) * reader.BLOCK_SIZE
+
+
+def test_a_reader_left_early_stops_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(reader, "BLOCK_SIZE", 1000)
+    path = _long_file(tmp_path, 5000)
+    headers = reader.read_headers(path)
+    batches = reader.read_batches(path, headers, [])
+
+    first = next(batches)
+    batches.close()  # an import refused after its first batch
+
+    assert first.count > 0
