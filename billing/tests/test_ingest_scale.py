@@ -67,7 +67,11 @@ def _arrays(keys):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_occurrences_count_like_a_dict_across_many_runs(seed, small_runs):
+@pytest.mark.parametrize("bitmap", [False, True])
+def test_occurrences_count_like_a_dict_across_many_runs(seed, bitmap, small_runs, monkeypatch):
+    if bitmap:  # the "never seen" bitmap from 40 keys on, 256 bits: many false positives
+        monkeypatch.setattr(fingerprints, "BITMAP_FROM", 40)
+        monkeypatch.setattr(fingerprints, "BITMAP_BITS", 8)
     rng = random.Random(seed)
     his = [rng.getrandbits(64) for _ in range(5)]
     universe = _keys(rng, 300, his)
