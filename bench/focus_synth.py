@@ -471,8 +471,10 @@ def build_universe(seed):
     return pis, projects, resources
 
 
-def generate(path, rows, month="2026-10", seed=1, gzip=False):
+def generate(path, rows, month="2026-10", seed=1, gzip=False, part=0):
     """Write ``rows`` FOCUS rows to ``path`` and return the exact totals of what was written.
+
+    ``part`` > 0 draws other rows from the same universe: one month's delivery in several files.
 
     Returns {"rows": int, "billed": Decimal, "list": Decimal, "untagged": int, "credits": int}.
     """
@@ -480,7 +482,7 @@ def generate(path, rows, month="2026-10", seed=1, gzip=False):
         raise ValueError("rows must be >= 0")
     start, end, hours = _month_bounds(month)
     _, _, resources = build_universe(seed)
-    rng = np.random.default_rng([seed, 1])
+    rng = np.random.default_rng([seed, 1] if part == 0 else [seed, 1, part])
 
     billing_period = f"{_iso(start)},{_iso(end)}"
     hour_text = [_iso(start + timedelta(hours=h)) for h in range(hours + 1)]

@@ -1,6 +1,11 @@
 """Import benchmark: a synthetic FOCUS file of N rows, imported on SQLite and PostgreSQL.
 
     python bench/import_bench.py --rows 1000000 [--db sqlite] [--db postgres] [--guards ab]
+    python bench/import_bench.py --rows 10000000 --db postgres --files 4 --file /big/focus.csv
+
+`--files N` writes the month as N files (one delivery, imported by one `ingest` command); with
+`--file PATH` they are PATH.1of4.csv … and kept for the next run. For PostgreSQL it also reports
+the CPU time of the import's database backend (sampled from /proc while it runs).
 
 Each import runs as its own `manage.py ingest --json` process on a fresh database, so the
 wall time includes start-up and the peak memory (max RSS) is the import's own. The receipt's
@@ -70,7 +75,86 @@ DROP_GUARDS = (
 )
 
 
-def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path, guards=True) -> dict:
+# Runs a command and reports its wall time, max RSS and CPU (user + system) on stderr.
+WRAPPER = (
+    "import resource,subprocess,sys,time;"
+    "t=time.perf_counter();p=subprocess.run(sys.argv[1:]);"
+    "e=time.perf_counter()-t;"
+    "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
+    "print(f'{e} {u.ru_maxrss} {u.ru_utime+u.ru_stime}',file=sys.stderr);"
+    "sys.exit(p.returncode)"
+)
+
+
+class BackendCPU:
+    """CPU seconds of the PostgreSQL backends serving one database while a command runs,
+    sampled from /proc every 0.2 s (same machine only; 0 where /proc can't be read)."""
+
+    def __init__(self, database: str):
+        import threading
+
+        self.database, self.seen, self._stop = database, {}, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        import psycopg
+
+        tick = os.sysconf("SC_CLK_TCK")
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            while not self._stop.wait(0.2):
+                pids = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> "
+                    "pg_backend_pid()",
+                    [self.database],
+                ).fetchall()
+                for (pid,) in pids:
+                    try:
+                        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    except OSError:
+                        continue
+                    self.seen[pid] = (int(fields[11]) + int(fields[12])) / tick
+
+    @property
+    def seconds(self) -> float:
+        return round(sum(self.seen.values()), 1)
+
+
+def timed_ingest(kind, paths, config, env) -> dict:
+    """One `manage.py ingest --json` of the files in its own process, measured."""
+    python = sys.executable
+    cmd = [python, "-c", WRAPPER, python, "manage.py", "ingest", *map(str, paths)]
+    cmd += ["-s", "bench", "-c", str(config), "--json"]
+    load_before = os.getloadavg()[0]
+    if kind == "postgres":
+        with BackendCPU(PG_DATABASE) as server:
+            proc = run(cmd, env)
+        server_cpu = server.seconds
+    else:
+        proc = run(cmd, env)
+        server_cpu = None
+    load_after = os.getloadavg()[0]
+    if proc.returncode:
+        raise SystemExit(f"ingest failed on {kind}:\n{proc.stderr[-3000:]}")
+    elapsed, max_rss_kb, cpu = proc.stderr.strip().splitlines()[-1].split()
+    return {
+        "receipt": json.loads(proc.stdout),
+        "seconds": round(float(elapsed), 2),
+        "peak_mb": int(int(max_rss_kb) / 1024),
+        "cpu_s": round(float(cpu), 1),  # the ingest process's user + system CPU time
+        "server_cpu_s": server_cpu,  # PostgreSQL: the import's backend
+        "load_1m": f"{load_before:.1f}->{load_after:.1f}",
+    }
+
+
+def bench_one(kind: str, paths: list[Path], expected: dict, workdir: Path, guards=True) -> dict:
     env = dict(
         os.environ,
         DATABASE_URL=fresh_database(kind, workdir),
@@ -87,66 +171,30 @@ def bench_one(kind: str, csv_path: Path, expected: dict, workdir: Path, guards=T
             raise SystemExit(dropped.stderr)
     config = workdir / "bench.yaml"
     config.write_text(CONFIG)
-    # Measure the ingest process alone: a wrapper reports its child's max RSS.
-    wrapper = (
-        "import resource,subprocess,sys,time;"
-        "t=time.perf_counter();p=subprocess.run(sys.argv[1:]);"
-        "e=time.perf_counter()-t;"
-        "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
-        "print(f'{e} {u.ru_maxrss} {u.ru_utime+u.ru_stime}',file=sys.stderr);"
-        "sys.exit(p.returncode)"
-    )
-    cmd = [
-        python,
-        "-c",
-        wrapper,
-        python,
-        "manage.py",
-        "ingest",
-        str(csv_path),
-        "-s",
-        "bench",
-        "-c",
-        str(config),
-        "--json",
-    ]
-    load_before = os.getloadavg()[0]
-    proc = run(cmd, env)
-    load_after = os.getloadavg()[0]
-    if proc.returncode:
-        raise SystemExit(f"ingest failed on {kind}:\n{proc.stderr[-3000:]}")
-    elapsed, max_rss_kb, cpu = proc.stderr.strip().splitlines()[-1].split()
-    elapsed = float(elapsed)
-    receipt = json.loads(proc.stdout)
+    first = timed_ingest(kind, paths, config, env)
+    receipt = first.pop("receipt")
     totals = receipt["totals"]["USD"]
     exact = (
         Decimal(totals["billed"]) == expected["billed"]
         and Decimal(totals["list"]) == expected["list"]
         and receipt["rows_imported"] == expected["rows"]
     )
-    # The same file again must be recognised as unchanged.
-    t0 = time.perf_counter()
-    again = run(
-        [python, "manage.py", "ingest", str(csv_path), "-s", "bench", "-c", str(config), "--json"],
-        env,
-    )
-    again_s = time.perf_counter() - t0
-    status_again = (
-        json.loads(again.stdout)["status"] if again.returncode == 0 else again.stderr[-500:]
-    )
+    # The same files again must be recognised as unchanged (every row matched, none written).
+    again = timed_ingest(kind, paths, config, env)
+    again_receipt = again.pop("receipt")
     return {
         "db": kind,
         "guards": guards,
+        "files": len(paths),
         "rows": receipt["rows_imported"],
-        "seconds": round(elapsed, 2),
-        "rows_per_s": int(receipt["rows_imported"] / elapsed),
-        "peak_mb": int(int(max_rss_kb) / 1024),
-        "cpu_s": round(float(cpu), 1),  # the ingest process's user + system CPU time
-        "load_1m": f"{load_before:.1f}->{load_after:.1f}",
+        **first,
+        "rows_per_s": int(receipt["rows_imported"] / first["seconds"]),
         "flagged": receipt["rows_flagged"],
         "totals_exact": exact,
-        "reimport": status_again,
-        "reimport_seconds": round(again_s, 2),
+        "totals": {"billed": totals["billed"], "list": totals["list"]},
+        "reimport": again_receipt["status"],
+        "reimport_totals_exact": again_receipt["totals"] == receipt["totals"],
+        **{f"reimport_{key}": value for key, value in again.items()},
     }
 
 
@@ -160,11 +208,11 @@ def _column_type(name: str, vendor: str) -> str:
     return "text" if vendor == "postgresql" else "TEXT"
 
 
-def bulk_load(kind: str, csv_path: Path, workdir: Path) -> float:
-    """Seconds for the database's own bulk load of the file into a typed table."""
+def bulk_load(kind: str, paths: list[Path], workdir: Path) -> float:
+    """Seconds for the database's own bulk load of the files into a typed table."""
     import csv as csv_module
 
-    with open(csv_path, encoding="utf-8", newline="") as handle:
+    with open(paths[0], encoding="utf-8", newline="") as handle:
         header = next(csv_module.reader(handle))
     names = [f'"{c}"' for c in header]
     if kind == "postgres":
@@ -178,10 +226,11 @@ def bulk_load(kind: str, csv_path: Path, workdir: Path) -> float:
             conn.execute(f"CREATE TABLE bulk ({columns})")
             t0 = time.perf_counter()
             with conn.transaction(), conn.cursor() as cur:
-                with cur.copy("COPY bulk FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
-                    with open(csv_path, "rb") as source:
-                        while block := source.read(1 << 20):
-                            copy.write(block)
+                for csv_path in paths:
+                    with cur.copy("COPY bulk FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
+                        with open(csv_path, "rb") as source:
+                            while block := source.read(1 << 20):
+                                copy.write(block)
             seconds = time.perf_counter() - t0
             count = conn.execute("SELECT count(*) FROM bulk").fetchone()[0]
         print(f"  bulk load check: {count:,} rows in the COPY table")
@@ -197,24 +246,40 @@ def bulk_load(kind: str, csv_path: Path, workdir: Path) -> float:
     conn.execute(f"CREATE TABLE bulk ({columns})")
     insert = f"INSERT INTO bulk VALUES ({', '.join('?' * len(header))})"
     t0 = time.perf_counter()
-    with open(csv_path, encoding="utf-8", newline="") as handle:
-        reader = csv_module.reader(handle)
-        next(reader)
-        with conn:
-            conn.executemany(insert, reader)
+    with conn:
+        for csv_path in paths:
+            with open(csv_path, encoding="utf-8", newline="") as handle:
+                reader = csv_module.reader(handle)
+                next(reader)
+                conn.executemany(insert, reader)
     seconds = time.perf_counter() - t0
     conn.close()
     return seconds
 
 
-def _generated(csv_path: Path, rows: int) -> dict:
+def _generated_parts(csv_path: Path, rows: int, files: int) -> tuple[list[Path], dict]:
+    """The month as `files` files (parts of one delivery) and their exact totals, summed."""
+    if files == 1:
+        return [csv_path], _generated(csv_path, rows)
+    paths, expected = [], {"rows": 0, "billed": Decimal(0), "list": Decimal(0)}
+    for part in range(1, files + 1):
+        path = csv_path.with_name(f"{csv_path.stem}.{part}of{files}{csv_path.suffix}")
+        share = rows // files + (1 if part <= rows % files else 0)
+        totals = _generated(path, share, part=part)
+        for key in expected:
+            expected[key] += totals[key]
+        paths.append(path)
+    return paths, expected
+
+
+def _generated(csv_path: Path, rows: int, part: int = 0) -> dict:
     """Generate the file, or reuse one a previous run generated with the same row count."""
     sidecar = csv_path.with_name(csv_path.name + ".totals.json")
     if csv_path.exists() and sidecar.exists():
         saved = json.loads(sidecar.read_text())
         if saved["rows"] == rows and saved["size"] == csv_path.stat().st_size:
             return {**saved, "billed": Decimal(saved["billed"]), "list": Decimal(saved["list"])}
-    expected = generate(csv_path, rows, month="2026-10", seed=1)
+    expected = generate(csv_path, rows, month="2026-10", seed=1, part=part)
     sidecar.write_text(
         json.dumps(
             {
@@ -237,6 +302,10 @@ def main():
         help="Keep the synthetic file here; reused when it exists with its totals beside it "
         "(FILE.totals.json, written by a previous run).",
     )
+    parser.add_argument("--files", type=int, default=1, help="the month in this many files")
+    parser.add_argument(
+        "--no-bulk-load", action="store_true", help="skip timing the database's own bulk load"
+    )
     parser.add_argument("--guards", choices=["on", "off", "ab"], default="on")
     parser.add_argument("--rounds", type=int, default=1, help="with --guards ab: A/B pairs")
     args = parser.parse_args()
@@ -245,23 +314,33 @@ def main():
         workdir = Path(tmp)
         csv_path = Path(args.file) if args.file else workdir / "synthetic.csv"
         t0 = time.perf_counter()
-        expected = _generated(csv_path, args.rows)
+        paths, expected = _generated_parts(csv_path, args.rows, args.files)
+        size = sum(path.stat().st_size for path in paths)
         print(
-            f"generated {args.rows:,} rows in {time.perf_counter() - t0:.1f}s "
-            f"({csv_path.stat().st_size / 1e6:.0f} MB); billed {expected['billed']}, "
-            f"list {expected['list']}"
+            f"generated {args.rows:,} rows in {len(paths)} file(s) in "
+            f"{time.perf_counter() - t0:.1f}s ({size / 1e6:.0f} MB); billed {expected['billed']}, "
+            f"list {expected['list']}",
+            flush=True,
         )
         plan = {"on": [True], "off": [False], "ab": [True, False] * args.rounds}[args.guards]
         for kind in dbs:
-            baseline = bulk_load(kind, csv_path, workdir)
-            what = "COPY" if kind == "postgres" else "executemany"
-            print(f"{kind}: the database's own bulk load ({what}): {baseline:.2f}s", flush=True)
+            baseline = None
+            if not args.no_bulk_load:
+                load_before = os.getloadavg()[0]
+                baseline = bulk_load(kind, paths, workdir)
+                what = "COPY" if kind == "postgres" else "executemany"
+                print(
+                    f"{kind}: the database's own bulk load ({what}): {baseline:.2f}s "
+                    f"(load {load_before:.1f}->{os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
             for i, guards in enumerate(plan):
                 if args.guards == "ab" and i % 4 >= 2:
                     guards = not guards  # alternate which goes first: on,off,off,on,…
-                result = bench_one(kind, csv_path, expected, workdir, guards=guards)
-                result["bulk_load_s"] = round(baseline, 2)
-                result["ratio_to_bulk_load"] = round(result["seconds"] / baseline, 2)
+                result = bench_one(kind, paths, expected, workdir, guards=guards)
+                if baseline:
+                    result["bulk_load_s"] = round(baseline, 2)
+                    result["ratio_to_bulk_load"] = round(result["seconds"] / baseline, 2)
                 print(json.dumps(result), flush=True)
     print(f"(this machine: {os.cpu_count()} cores; peak_mb is the ingest process's max RSS)")
     _ = resource

@@ -18,6 +18,7 @@ from django.db import connection
 from pyarrow import csv as pa_csv
 
 from ..models import Charge, ReviewDecision
+from .fingerprints import MonthCharges
 
 # Charge columns written by the importer, in row-tuple order.
 INSERT_COLUMNS = (
@@ -297,21 +298,53 @@ def delete_charges(ids: list[int]) -> None:
             cursor.execute(f"DELETE FROM {TABLE} WHERE id IN ({marks})", chunk)
 
 
-def existing_fingerprints(source_id: int, period_id: int) -> dict[str, tuple[int, str]]:
-    """fingerprint -> (charge id, review status) for a source's charges in a period."""
+_EXISTING_CHUNK = 1 << 22  # bytes of COPY text (PostgreSQL) parsed at a time: ~90,000 charges
+_EXISTING_FETCH = 100_000  # rows fetched at a time (SQLite)
+
+
+def month_charges(source_id: int, period_id: int) -> MonthCharges:
+    """A source's charges in a period by fingerprint, with their ids and whether flagged.
+
+    Read in chunks, each turned at once into fixed-width arrays (ingest/fingerprints.py): a
+    month of ten million charges takes ~260 MB here, not a Python object per charge. On
+    PostgreSQL the rows come by COPY, in the table's own order: the only index that serves this
+    is the unique (period, source, fingerprint) one, which walked in fingerprint order visits
+    the table at random (about a third slower at a million rows)."""
+    sql = (
+        f"SELECT fingerprint, id, CASE WHEN review_status = 'flagged' THEN 1 ELSE 0 END "
+        f"FROM {TABLE} WHERE source_id = %s AND period_id = %s"
+    )
+    chunks = MonthCharges.Chunks()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # The only index that serves this is the unique (period, source, fingerprint) one;
-            # walked in fingerprint order it visits the table at random. A bitmap or sequential
-            # scan reads the month's rows in the table's own order (about a third faster at a
-            # million rows). SET LOCAL ends with the import's transaction; RESET ends it here.
             cursor.execute("SET LOCAL enable_indexscan = off")
-        cursor.execute(
-            f"SELECT fingerprint, id, review_status FROM {TABLE} "
-            "WHERE source_id = %s AND period_id = %s",
-            [source_id, period_id],
-        )
-        found = {fp: (pk, status) for fp, pk, status in cursor.fetchall()}
-        if connection.vendor == "postgresql":
+            query = sql % (int(source_id), int(period_id))  # COPY takes no parameters
+            pending: list[bytes] = []
+            size = 0
+            with cursor.cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
+                for data in copy:
+                    pending.append(bytes(data))
+                    size += len(data)
+                    if size >= _EXISTING_CHUNK:
+                        chunks.add(*_parse_existing(b"".join(pending)))
+                        pending, size = [], 0
+            if pending:
+                chunks.add(*_parse_existing(b"".join(pending)))
             cursor.execute("RESET enable_indexscan")
-        return found
+        else:
+            cursor.execute(sql, [source_id, period_id])
+            while rows := cursor.fetchmany(_EXISTING_FETCH):
+                fps, ids, flagged = zip(*rows, strict=True)
+                chunks.add(pa.array(fps, pa.string()), pa.array(ids, pa.int64()), pa.array(flagged))
+    return chunks.done()
+
+
+def _parse_existing(text: bytes) -> tuple[pa.Array, pa.Array, pa.Array]:
+    table = pa_csv.read_csv(
+        io.BytesIO(text),
+        read_options=pa_csv.ReadOptions(column_names=["fp", "id", "flagged"]),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={"fp": pa.string(), "id": pa.int64(), "flagged": pa.int8()}
+        ),
+    )
+    return tuple(table.column(name).combine_chunks() for name in ("fp", "id", "flagged"))

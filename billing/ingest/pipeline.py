@@ -60,6 +60,7 @@ from ..services.figures import figures_changed
 from . import loader
 from .columns import map_headers
 from .errors import FileRefused, ImportRefused
+from .fingerprints import MonthCharges, Occurrences, hex_array, keys_from_digests
 from .reader import RereadForLines, file_format, read_batches, read_headers
 from .rows import RowBuilder
 
@@ -116,32 +117,43 @@ class _File:
 
 @dataclass
 class _PeriodState:
+    """One month of the source, as this import meets it. Nothing here grows with the rows but
+    the fingerprints, 16 bytes each (ingest/fingerprints.py)."""
+
     period: BillingPeriod
-    existing: dict[str, tuple[int, str]]  # fingerprint -> (id, review status), replace mode
-    taken: set[str]  # fingerprints already used (append mode keeps earlier parts')
-    seen: set[str] = field(default_factory=set)
-    counts: dict[str, int] = field(default_factory=dict)
+    # The source's charges already in the month: matched by fingerprint (replace), or their
+    # fingerprints skipped when numbering (append keeps earlier parts').
+    charges: MonthCharges
+    append: bool
+    occurrences: Occurrences = field(default_factory=Occurrences)
     # False for another month's rows under `-p`: they are matched, never replaced.
     replace: bool = True
     added: int = 0
     unchanged: int = 0
-    added_billed: dict[str, list[Decimal]] = field(default_factory=dict)
+    added_billed: dict[str, Decimal] = field(default_factory=dict)  # running exact sums
+
+
+def _add(sums: dict[str, Decimal], currency: str, value: Decimal) -> None:
+    """A running exact sum per currency (money.exact_sum's context: Inexact raises)."""
+    sums[currency] = exact_sum([sums.get(currency, ZERO), value])
 
 
 @dataclass
 class _Totals:
-    billed: dict[str, list[Decimal]] = field(default_factory=dict)
-    listed: dict[str, list[Decimal]] = field(default_factory=dict)
-    flagged: dict[str, list[Decimal]] = field(default_factory=dict)
-    added: dict[str, list[Decimal]] = field(default_factory=dict)  # billed of new rows
+    """The receipt's totals, as running exact sums per currency."""
+
+    billed: dict[str, Decimal] = field(default_factory=dict)
+    listed: dict[str, Decimal] = field(default_factory=dict)
+    flagged: dict[str, Decimal] = field(default_factory=dict)
+    added: dict[str, Decimal] = field(default_factory=dict)  # billed of new rows
 
     def result(self) -> dict[str, dict[str, str]]:
         out = {}
         for currency in sorted(self.billed):
             out[currency] = {
-                "billed": money_text(exact_sum(self.billed[currency])),
-                "list": money_text(exact_sum(self.listed.get(currency, []))),
-                "flagged_billed": money_text(exact_sum(self.flagged.get(currency, []))),
+                "billed": money_text(self.billed[currency]),
+                "list": money_text(self.listed.get(currency, ZERO)),
+                "flagged_billed": money_text(self.flagged.get(currency, ZERO)),
             }
         return out
 
@@ -245,10 +257,11 @@ def fill_pi_names(names: dict[int, str]) -> dict[str, str]:
     return named
 
 
-def _occurrence(content_hash: str, n: int) -> str:
+def _occurrence(content: bytes, n: int) -> bytes:
+    """The fingerprint (as its 16 bytes) of the n-th repeat of a content hash in a month."""
     if n == 0:
-        return content_hash
-    return hashlib.blake2b(f"{content_hash}#{n}".encode(), digest_size=16).hexdigest()
+        return content
+    return hashlib.blake2b(f"{content.hex()}#{n}".encode(), digest_size=16).digest()
 
 
 def import_files(
@@ -498,11 +511,10 @@ def _stream(
             writer.drain()
             billing_period, _ = BillingPeriod.objects.get_or_create(key=key)
             _lock_open_period(billing_period)
-            existing = loader.existing_fingerprints(source.pk, billing_period.pk)
             state = _PeriodState(
                 period=billing_period,
-                existing={} if append else existing,
-                taken=set(existing) if append else set(),
+                charges=loader.month_charges(source.pk, billing_period.pk),
+                append=append,
                 replace=period is None or key == period,
             )
             states[key] = state
@@ -576,18 +588,14 @@ def _stream(
     changes: dict[str, dict] = {}
     for key in sorted(states):
         state = states[key]
-        had_rows = had_rows or bool(state.existing) or bool(state.taken)
-        gone = (
-            [pk for fp, (pk, _) in state.existing.items() if fp not in state.seen]
-            if state.replace
-            else []
-        )
+        had_rows = had_rows or len(state.charges) > 0
+        gone = state.charges.not_seen_ids().tolist() if state.replace and not state.append else []
         gone_billed = _billed_by_currency(gone)
         for currency, total in gone_billed.items():
             removed_billed[currency] = removed_billed.get(currency, ZERO) + total
         loader.delete_charges(gone)
         removed += len(gone)
-        added_here = {cur: exact_sum(values) for cur, values in state.added_billed.items()}
+        added_here = state.added_billed
         changes[key] = {
             "rows_added": state.added,
             "rows_removed": len(gone),
@@ -597,7 +605,7 @@ def _stream(
                 for cur in sorted(set(added_here) | set(gone_billed))
             },
         }
-    added_billed = {cur: exact_sum(values) for cur, values in totals.added.items()}
+    added_billed = totals.added
     change = {
         cur: money_text(added_billed.get(cur, ZERO) - removed_billed.get(cur, ZERO))
         for cur in sorted(set(added_billed) | set(removed_billed))
@@ -675,42 +683,35 @@ def _place_batch(built, item, source, states, state_for, totals, counts, writer)
 
     The fingerprint of a row is its content hash, and for the n-th repeat of identical content
     in a month (n > 0) a hash of the content hash and n; append mode skips numbers earlier parts
-    took. This is the only per-row Python left: a dictionary look-up or two per row.
+    took. Matching and numbering are vectorised over the batch (ingest/fingerprints.py); only
+    rows whose content repeats take a Python step each.
     """
     n = built.count
-    hashes = built.content_hashes
-    fingerprints: list[str] = [""] * n
+    digests = np.frombuffer(built.content_hashes, dtype=np.uint8).reshape(n, 16).copy()
     keep = np.zeros(n, dtype=bool)
     kept_flagged = np.zeros(n, dtype=bool)
     period_ids = np.zeros(len(built.period_keys), dtype=np.int64)
     placed: list[tuple[_PeriodState, np.ndarray | None]] = []
     for code, key in enumerate(built.period_keys):
-        rows = (
-            range(n)
-            if len(built.period_keys) == 1
-            else np.flatnonzero(built.period_codes == code).tolist()
-        )
-        if not rows:
+        rows = None if len(built.period_keys) == 1 else np.flatnonzero(built.period_codes == code)
+        if rows is not None and not len(rows):
             continue
         state = state_for(key)
         period_ids[code] = state.period.pk
-        placed.append((state, None if len(built.period_keys) == 1 else built.period_codes == code))
-        seen_counts, taken, existing = state.counts, state.taken, state.existing
-        for i in rows:
-            content = hashes[i]
-            occurrence = seen_counts.get(content, 0)
-            fp = content if occurrence == 0 else _occurrence(content, occurrence)
-            while fp in taken:
-                occurrence += 1
-                fp = _occurrence(content, occurrence)
-            seen_counts[content] = occurrence + 1
-            fingerprints[i] = fp
-            if existing:
-                match = existing.get(fp)
-                if match is not None:
-                    state.seen.add(fp)
-                    keep[i] = True
-                    kept_flagged[i] = match[1] == "flagged"
+        placed.append((state, None if rows is None else built.period_codes == code))
+        fingerprints = _fingerprints(state, digests if rows is None else digests[rows])
+        if rows is None:
+            digests = fingerprints
+        else:
+            digests[rows] = fingerprints
+        if state.append or not len(state.charges):
+            continue
+        found = state.charges.find(*keys_from_digests(fingerprints))
+        hit = found >= 0
+        state.charges.seen[found[hit]] = True
+        matched = np.flatnonzero(hit) if rows is None else rows[hit]
+        keep[matched] = True
+        kept_flagged[matched] = state.charges.flagged[found[hit]]
 
     # What each month gains, apart: the receipt never nets one month against another.
     currency_rows = [
@@ -727,8 +728,7 @@ def _place_batch(built, item, source, states, state_for, totals, counts, writer)
         for currency, in_currency in currency_rows:
             rows = new_rows if in_currency is None else new_rows & in_currency
             if rows.any():
-                bucket = state.added_billed.setdefault(currency, [])
-                bucket[:] = [exact_sum([*bucket, built.billed.sum(rows)])]
+                _add(state.added_billed, currency, built.billed.sum(rows))
 
     # A kept row keeps its review status; a new row is flagged when it has a reason.
     flagged = np.where(keep, kept_flagged, built.flags != 0)
@@ -744,18 +744,18 @@ def _place_batch(built, item, source, states, state_for, totals, counts, writer)
         )
         if not rows.any():
             continue
-        totals.billed.setdefault(currency, []).append(built.billed.sum(rows))
-        totals.listed.setdefault(currency, []).append(built.listed.sum(rows))
+        _add(totals.billed, currency, built.billed.sum(rows))
+        _add(totals.listed, currency, built.listed.sum(rows))
         if (rows & ~keep).any():
-            totals.added.setdefault(currency, []).append(built.billed.sum(rows & ~keep))
+            _add(totals.added, currency, built.billed.sum(rows & ~keep))
         if (rows & flagged).any():
-            totals.flagged.setdefault(currency, []).append(built.billed.sum(rows & flagged))
+            _add(totals.flagged, currency, built.billed.sum(rows & flagged))
 
     columns = dict(built.columns)
     columns["source_id"] = pa.repeat(pa.scalar(source.pk, pa.int64()), n)
     columns["period_id"] = pa.array(period_ids[built.period_codes])
     columns["import_file_id"] = pa.repeat(pa.scalar(item.record.pk, pa.int64()), n)
-    columns["fingerprint"] = pa.array(fingerprints, pa.string())
+    columns["fingerprint"] = hex_array(digests)
     rows = pa.RecordBatch.from_arrays(
         [columns[name] for name in loader.INSERT_COLUMNS], names=list(loader.INSERT_COLUMNS)
     )
@@ -766,11 +766,46 @@ def _place_batch(built, item, source, states, state_for, totals, counts, writer)
         writer.submit(rows)
     counts["added"] += added
     counts["unchanged"] += n - added
-    # Bound memory: fold each currency's list of amounts into its running sum.
-    for bucket in (totals.billed, totals.listed, totals.flagged, totals.added):
-        for currency, values in bucket.items():
-            if len(values) > 1:
-                bucket[currency] = [exact_sum(values)]
+
+
+def _fingerprints(state: _PeriodState, content: np.ndarray) -> np.ndarray:
+    """The fingerprints ((m, 16) bytes) of rows of one month with these content hashes.
+
+    Most rows' content is new to the month: their fingerprint is their content hash. The rest
+    (content met before in this import or in this batch, or, in append mode, a fingerprint an
+    earlier part took) are numbered one by one, in row order."""
+    hi, lo = keys_from_digests(content)
+    prior = state.occurrences.numbered(hi, lo)
+    order = np.lexsort((lo, hi))  # stable: among equal keys, row order
+    same = (hi[order][1:] == hi[order][:-1]) & (lo[order][1:] == lo[order][:-1])
+    first = np.ones(len(hi), dtype=bool)
+    first[order[1:][same]] = False
+    repeated = ~first
+    repeated[order[:-1][same]] = True  # the first of a run of equal keys too
+    slow = repeated | (prior > 0)
+    if state.append and len(state.charges):
+        slow |= state.charges.find(hi, lo) >= 0
+    numbered: dict[tuple[int, int], int] = {}
+    fingerprints = content
+    if slow.any():
+        fingerprints = content.copy()
+        for row in np.flatnonzero(slow).tolist():
+            key = (int(hi[row]), int(lo[row]))
+            occurrence = numbered.get(key, int(prior[row]))
+            base = content[row].tobytes()
+            fingerprint = _occurrence(base, occurrence)
+            while state.append and state.charges.holds(_key(fingerprint)):
+                occurrence += 1
+                fingerprint = _occurrence(base, occurrence)
+            numbered[key] = occurrence + 1
+            fingerprints[row] = np.frombuffer(fingerprint, dtype=np.uint8)
+    state.occurrences.record(hi, lo, first & (prior == 0), numbered)
+    return fingerprints
+
+
+def _key(digest: bytes) -> tuple[int, int]:
+    hi, lo = keys_from_digests(digest)
+    return int(hi[0]), int(lo[0])
 
 
 def _billed_by_currency(charge_ids: list[int]) -> dict[str, Decimal]:

@@ -18,6 +18,7 @@ import gzip
 import io
 import itertools
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,9 @@ from .errors import FileRefused
 # "" and every letter case of "null" (16 spellings): pyarrow matches null texts exactly.
 NULL_TEXTS = [""] + ["".join(c) for c in itertools.product(*zip("null", "NULL", strict=True))]
 BLOCK_SIZE = 8 << 20  # bytes of CSV per batch: ~15,000 rows of a ~550-byte FOCUS export
+# Blocks the CSV reader may read past the batches already handed out. Arrow's own read-ahead is
+# 32 blocks (256 MB held for the whole import); a few keep its threads busy.
+READ_AHEAD_BLOCKS = 3
 
 
 @dataclass
@@ -164,10 +168,11 @@ def _read_csv(
     )
     compression = "gzip" if file_format(path) == "csv.gz" else None
     line = 2
+    paced = None
     try:
-        stream = pa.input_stream(str(path), compression=compression)
+        paced = _Paced(pa.input_stream(str(path), compression=compression))
         reader = pa_csv.open_csv(
-            stream,
+            pa.PythonFile(paced, mode="r"),
             read_options=read_options,
             parse_options=parse_options,
             convert_options=convert_options,
@@ -179,6 +184,7 @@ def _read_csv(
                 continue
             lines = _numbered(line, record_batch.num_rows, skipped) if skipped else None
             yield Batch(arrays=list(record_batch.columns), first_line=line, lines=lines)
+            paced.handed_out()
             line = (int(lines[-1]) if lines is not None else line + record_batch.num_rows - 1) + 1
         if unnumbered:
             raise RereadForLines()
@@ -193,6 +199,49 @@ def _read_csv(
         raise FileRefused(f"not a readable CSV file near line {line}: {message}") from None
     except (OSError, EOFError) as exc:
         raise FileRefused(f"cannot read the file ({exc})") from None
+    finally:
+        if paced is not None:
+            paced.stop()
+
+
+class _Paced(io.RawIOBase):
+    """A stream the CSV reader's I/O thread can read only READ_AHEAD_BLOCKS blocks past the
+    batches handed out, so memory holds a few blocks, not Arrow's 32 (it reads the stream as
+    fast as it can). Stopped (the import ended or failed), it reads as empty."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self._stream = stream
+        self._read = 0
+        self._handed_out = 0
+        self._stopped = False
+        self._turn = threading.Condition()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        with self._turn:
+            while (
+                not self._stopped
+                and self._read >= (self._handed_out + READ_AHEAD_BLOCKS) * BLOCK_SIZE
+            ):
+                self._turn.wait()
+            if self._stopped:
+                return b""
+        data = self._stream.read(size)
+        self._read += len(data)
+        return data
+
+    def handed_out(self) -> None:
+        with self._turn:
+            self._handed_out += 1
+            self._turn.notify_all()
+
+    def stop(self) -> None:
+        with self._turn:
+            self._stopped = True
+            self._turn.notify_all()
 
 
 def _open_binary(path: Path):

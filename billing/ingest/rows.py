@@ -118,7 +118,8 @@ class BuiltBatch:
     columns: dict[str, pa.Array] = field(default_factory=dict)
     period_keys: list[str] = field(default_factory=list)  # distinct months, "" for none
     period_codes: np.ndarray | None = None  # each row's index into period_keys
-    content_hashes: list[str] = field(default_factory=list)
+    # Each row's 128-bit content hash (blake2b), 16 bytes a row laid end to end.
+    content_hashes: bytes = b""
     billed: ExactColumn | None = None
     listed: ExactColumn | None = None
     currencies: list[str] = field(default_factory=list)  # distinct currency codes
@@ -425,7 +426,8 @@ class RowBuilder:
         return pc.binary_join_element_wise("{", joined, "}", "")
 
     def _content_hashes(self, batch, fields, extra):
-        """A 128-bit hash of each row's full content, independent of column order."""
+        """A 128-bit hash of each row's full content, independent of column order: 16 bytes a
+        row, laid end to end (a fingerprint is its 32 hex digits)."""
         indexes = sorted(
             [(name, index) for name, index in fields.items()]
             + [(f"x:{header.lower()}", index) for header, index in extra.items()]
@@ -435,7 +437,7 @@ class RowBuilder:
             *arrays, pa.scalar("\x1f"), null_handling="replace", null_replacement="\x00"
         )
         rows = joined.cast(pa.binary()).to_pylist()
-        return [blake2b(row, digest_size=16).hexdigest() for row in rows]
+        return b"".join([blake2b(row, digest_size=16).digest() for row in rows])
 
     # -- attribution and flags ------------------------------------------------------------
 
