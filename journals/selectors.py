@@ -35,13 +35,14 @@ from datetime import date
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Expression, JSONField
+from django.db.models import Count, Expression, JSONField
+from django.db.models.functions import Coalesce
 
 from billing.config import BillingConfig
 from billing.models import BillingPeriod, Charge, Source
-from billing.money import MONEY_CONTEXT, ZERO, exact_sum, money_text
+from billing.money import MONEY_CONTEXT, ZERO, ExactSum, exact_sum, money_text
 from billing.rounding import allocate_cents
-from statements.groups import GroupFigures, PartSpec
+from statements.groups import GROUP_FIELDS, GroupFigures, PartSpec
 from statements.groups import statement_groups as group_figures
 from statements.models import Statement
 
@@ -194,31 +195,92 @@ def statement_groups(
     """Every statement group of the period's billable charges, in the journal's order (currency,
     PI email, project, fund/org), with the sources; parts are (source id, GL account).
 
-    One GROUP BY in the database (statements.groups); `with_list=False` skips the list-price sum
-    (the GL)."""
+    The groups come from statements.groups (one GROUP BY in the database, exact sums);
+    `with_list=False` skips the list-price sum (the GL). How each database is asked:
+
+    - PostgreSQL: one GROUP BY that has the account-tag candidates (the jsonb) in its key, hashed
+      in a parallel scan of the table.
+    - SQLite (no hash aggregate: a GROUP BY sorts every row): the groups by source alone, read
+      in order from the covering index journals/dbindexes.py (no sort, no table access), then
+      the few charges whose tags mention the account tag, grouped apart, are moved from their
+      source's default account to the account their tag names (`_move_tagged`). The parts are
+      the same exact sums either way; a test compares the two ways on the same month.
+    """
     sources = source_infos(config)
-    parts = PartSpec(
-        values={
-            "source_id": "source_id",
-            "account_tags": AccountTagCandidates(config.journal.account_tag),
-        },
-        key=lambda row: (
-            row["source_id"],
-            account_for(row["account_tags"], sources[row["source_id"]], config),
-        ),
-    )
+    account_tags = AccountTagCandidates(config.journal.account_tag)
     if connection.vendor == "postgresql":
+        parts = PartSpec(
+            values={"source_id": "source_id", "account_tags": account_tags},
+            key=lambda row: (
+                row["source_id"],
+                account_for(row["account_tags"], sources[row["source_id"]], config),
+            ),
+        )
         # A few thousand groups: enough memory to hash them instead of sorting a million rows
-        # on disk (the default work_mem is 4 MB). SET LOCAL ends with this transaction.
+        # on disk (the default work_mem is 4 MB). The planner takes the groups for a tenth of
+        # the rows (it can't know that (PI, project, fund/org, currency, source, tags) repeat),
+        # so gathering partial sums from parallel workers looks dear to it and it scans alone;
+        # they are a few thousand rows per worker, so let it price them as such. SET LOCAL
+        # ends with this transaction.
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = '64MB'")
+            cursor.execute("SET LOCAL parallel_tuple_cost = 0.01")
             groups = group_figures(period, parts=parts, with_list=with_list)
     else:
-        groups = group_figures(period, parts=parts, with_list=with_list)
+        groups = _sqlite_groups(period, config, sources, account_tags, with_list=with_list)
     ordered = sorted(
         groups.values(), key=lambda g: (g.currency, g.pi_email, g.project_code, g.fund_org)
     )
     return ordered, sources
+
+
+def _sqlite_groups(period, config, sources, account_tags, *, with_list: bool):
+    """SQLite: groups by (source, the source's default account), then the tagged charges moved."""
+    parts = PartSpec(
+        values={"source_id": "source_id"},
+        key=lambda row: (row["source_id"], account_for(None, sources[row["source_id"]], config)),
+    )
+    groups = group_figures(period, parts=parts, with_list=with_list)
+    sums = {"billed": ExactSum("billed_cost"), "n": Count("id")}
+    if with_list:
+        sums["listed"] = ExactSum(Coalesce("list_cost", "billed_cost"))
+    # The account tag's candidates only (the stored tags mention its key): tags first in the
+    # GROUP BY, so SQLite reads them by status and period (a scan in table order), not in the
+    # covering index's order (a look-up in the table per charge).
+    tagged = (
+        billable_charges(period)
+        .annotate(account_tags=account_tags)
+        .filter(account_tags__isnull=False)
+        .values("account_tags", "source_id", *GROUP_FIELDS)
+        .annotate(**sums)
+        .order_by()
+    )
+    for row in tagged:
+        source = sources[row["source_id"]]
+        account = account_for(row["account_tags"], source, config)
+        default = account_for(None, source, config)
+        if account == default:
+            continue
+        key = (row["pi_id"], row["project_id"], row["fund_org"], row["billing_currency"])
+        _move_tagged(groups[key], row, (source.id, default), (source.id, account), with_list)
+    return groups
+
+
+def _move_tagged(group: StatementGroup, row: dict, source_part, tag_part, with_list: bool):
+    """Move a tagged row's exact sums and count from its source's default part to its tag's."""
+    moves = [(group.parts, row["billed"] or ZERO)]
+    if with_list:
+        moves.append((group.list_parts, row["listed"] or ZERO))
+    for parts, amount in moves:
+        parts[source_part] = MONEY_CONTEXT.subtract(parts[source_part], amount)
+        parts[tag_part] = exact_sum((parts.get(tag_part, ZERO), amount))
+    counts = group.part_counts
+    counts[source_part] -= row["n"]
+    counts[tag_part] = counts.get(tag_part, 0) + row["n"]
+    if not counts[source_part]:  # every charge of that source carries the tag: no such part
+        del counts[source_part], group.parts[source_part]
+        if with_list:
+            del group.list_parts[source_part]
 
 
 # -- the statements on record ------------------------------------------------------------------
