@@ -176,6 +176,17 @@ def test_sqlite_reads_the_groups_from_the_index_without_sorting(month):
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's index")
+def test_sqlite_finds_the_tagged_charges_in_table_order_not_through_the_index(month):
+    period, config = month
+    sql, params = selectors.tagged_charges(period, config).query.sql_with_params()
+    with connection.cursor() as cursor:  # the parameters bound, as the export runs it
+        cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+        plan = " / ".join(row[-1] for row in cursor.fetchall())
+    assert "INDEX charge_status_period" in plan, plan
+    assert dbindexes.NAME not in plan, plan
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's index")
 def test_the_index_is_made_again_after_every_migrate(db):
     dbindexes.drop_group_index(connection)
     assert not dbindexes.has_group_index(connection)
