@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class JournalsConfig(AppConfig):
@@ -17,3 +18,6 @@ class JournalsConfig(AppConfig):
         )
 
         from . import dbguards  # noqa: F401  (registers this app's database guards)
+        from .dbindexes import ensure_after_migrate
+
+        post_migrate.connect(ensure_after_migrate, dispatch_uid="journals.dbindexes")
