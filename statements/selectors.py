@@ -21,6 +21,7 @@ from .figures import (  # noqa: F401  (re-exported: one import path for readers)
     statement_breakdown,
     statement_figures,
 )
+from .groups import billable_charges
 from .models import Statement, StatementEmail, StatementLine, StatementRun
 from .pdf import PdfData
 
@@ -125,13 +126,17 @@ def period_has_statements(period: BillingPeriod) -> bool:
     """True when every statement group of the period has a current, final, rendered statement
     showing its current figures.
 
-    For the finalize check: a review decision after generation makes this False again.
+    For the finalize check: a review decision after generation makes this False again. Before
+    any statement exists (a month being worked on, whose period page shows this check), the
+    answer is whether anything is billable: one EXISTS, not a GROUP BY over the month.
     """
-    groups = group_totals(period)
     current = {
         (s.pi_id, s.project_id, s.fund_org, s.currency): s
         for s in Statement.objects.filter(period=period, superseded_by__isnull=True)
     }
+    if not current:
+        return not billable_charges(period).exists()
+    groups = group_totals(period)
     for key, s in current.items():
         if key not in groups and not s.is_draft and (s.due_amount or s.list_amount):
             return False  # shows charges that are no longer billable

@@ -62,3 +62,40 @@ def test_finalize_refused_while_statement_emails_are_in_flight(status, monkeypat
         period_finalize(key="2025-01")
     StatementEmail.objects.filter(pk=email.pk).update(status="sent")
     assert period_finalize(key="2025-01").status == "finalized"
+
+
+@pytest.mark.django_db
+def test_statements_check_before_any_statement_exists_answers_without_adding_up_the_month():
+    """A month being worked on has no statements: the check (on its period page every visit)
+    answers from whether anything is billable, without the GROUP BY over the month's charges,
+    and gives the same answer the full check gives."""
+    from datetime import UTC, datetime
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from billing.models import PI, Charge, Import, ImportFile, Project, Source
+
+    period = BillingPeriod.objects.create(key="2025-03", status="open")
+    with CaptureQueriesContext(connection) as empty:
+        assert period_has_statements(period) is True  # nothing billable, nothing to state
+    source = Source.objects.create(name="aws")
+    record = Import.objects.create(source=source, outcome=Import.Outcome.IMPORTED, actor="test")
+    file = ImportFile.objects.create(
+        import_run=record, name="aws.csv", sha256="0" * 64, size_bytes=0, rows=0
+    )
+    pi = PI.objects.create(email="ada@example.edu")
+    project = Project.objects.create(code="engines")
+    common = dict(
+        source=source, period=period, import_file=file, line_number=2, billed_cost=1,
+        list_cost=1, billing_currency="USD", pi=pi, project=project, fund_org="A-1",
+        billing_period_start=datetime(2025, 3, 1, tzinfo=UTC),
+    )  # fmt: skip
+    Charge.objects.create(fingerprint="f" * 32, review_status="flagged", flags=1, **common)
+    assert period_has_statements(period) is True  # a flagged charge is not billed
+    Charge.objects.create(fingerprint="e" * 32, review_status="clean", **common)
+    with CaptureQueriesContext(connection) as billable:
+        assert period_has_statements(period) is False  # billable, and no statement yet
+    for captured in (empty, billable):
+        sql = " ".join(q["sql"] for q in captured.captured_queries).upper()
+        assert "GROUP BY" not in sql and "SUM(" not in sql, sql
