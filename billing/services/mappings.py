@@ -125,7 +125,9 @@ def _entries(path: Path, source: str) -> list[tuple[str, dict]]:
             values = {EARLIER_KEYS[k]: "" if v is None else str(v) for k, v in entry.items()
                       if k in EARLIER_KEYS}  # fmt: skip
             if unknown:
-                values["_problem"] = f"unknown key(s) {', '.join(unknown)}"
+                values["_problem"] = (
+                    f"unknown key(s) {', '.join(unknown)}; known: {', '.join(EARLIER_KEYS)}"
+                )
             entries.append((where, {"source": source, "account_id": account, **values}))
         return entries
     reader = csv.reader(io.StringIO(text, newline=""))

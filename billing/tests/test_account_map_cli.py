@@ -86,6 +86,25 @@ def test_bad_rows_are_refused_with_their_lines_and_nothing_is_loaded(tmp_path):
         run("load", str(path))
 
 
+def test_an_accounts_json_entry_with_other_keys_is_refused_naming_the_known_ones(tmp_path):
+    """The earlier tool's keys are camelCase: a file written with the CSV's column names is
+    refused by its line, with the keys the format knows, and loads nothing."""
+    path = tmp_path / "accounts.json"
+    path.write_text(
+        '{"accounts": {\n'
+        '  "smithPrj": {"piEmail": "smith@example.edu", "projectId": "smith-lab"},\n'
+        '  "curieLab": {"pi_email": "curie@example.edu", "project_id": "radium"}\n'
+        "}}\n"
+    )
+    with pytest.raises(CommandError) as refused:
+        run("load", str(path))
+    assert (
+        "line 3: unknown key(s) pi_email, project_id; known: piEmail, piName, projectId, "
+        "fundOrg, costCenter, note"
+    ) in str(refused.value)
+    assert not AccountMapping.objects.exists()
+
+
 def test_a_changed_entry_needs_update_and_a_missing_column_changes_nothing(tmp_path):
     aws = Source.objects.create(name="aws")
     AccountMapping.objects.create(
