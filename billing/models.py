@@ -20,6 +20,7 @@ from accounts.models import PI_LOGIN_NOT_STAFF
 from .money import MoneyField
 
 PERIOD_KEY_REGEX = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+PERIOD_RE = re.compile(PERIOD_KEY_REGEX)  # a period key, YYYY-MM
 
 
 class Source(models.Model):

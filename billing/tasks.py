@@ -9,6 +9,9 @@ from __future__ import annotations
 from celery import shared_task
 from django.contrib.auth import get_user_model
 
+# The project's Celery app, loaded before the tasks are declared so @shared_task binds to it
+# (Django's start-up no longer loads it: openchargeback/__init__.py).
+import openchargeback.celery  # noqa: F401
 from openchargeback.logs import log_context
 
 from .config import load_config

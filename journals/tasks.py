@@ -7,6 +7,10 @@ from datetime import date
 
 from celery import shared_task
 
+# The project's Celery app, loaded before the tasks are declared so @shared_task binds to it
+# (Django's start-up no longer loads it: openchargeback/__init__.py).
+import openchargeback.celery  # noqa: F401
+
 logger = logging.getLogger("openchargeback.cycle")
 
 

@@ -369,14 +369,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(INSTANCE_DIR / "celerybeat-schedule")
 # empty: beat does not run it).
 OPENCHARGEBACK_INBOX = os.environ.get("OPENCHARGEBACK_INBOX", str(INSTANCE_DIR / "inbox"))
 OPENCHARGEBACK_CYCLE_DAY = os.environ.get("OPENCHARGEBACK_CYCLE_DAY", "5").strip()
-CELERY_BEAT_SCHEDULE = {}
-if OPENCHARGEBACK_CYCLE_DAY:
-    from celery.schedules import crontab
-
-    CELERY_BEAT_SCHEDULE["month-end-cycle"] = {
-        "task": "journals.cycle_last_month",
-        "schedule": crontab(minute=0, hour=6, day_of_month=OPENCHARGEBACK_CYCLE_DAY),
-    }
+# Beat's schedule is built from it in openchargeback/celery.py: its crontab would import Celery
+# (0.2 s) into every process that reads these settings.
 
 # Email. Development default: the file backend, one file per message under INSTANCE_DIR/mail
 # (nothing leaves the machine). Production: DJANGO_EMAIL_BACKEND=

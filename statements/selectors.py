@@ -6,6 +6,8 @@ the portal read the same numbers from there.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db.models import Count
 
 from billing.models import BillingPeriod
@@ -23,7 +25,9 @@ from .figures import (  # noqa: F401  (re-exported: one import path for readers)
 )
 from .groups import billable_charges
 from .models import Statement, StatementEmail, StatementLine, StatementRun
-from .pdf import PdfData
+
+if TYPE_CHECKING:
+    from .pdf import PdfData
 
 RENDERED = (Statement.Status.READY, Statement.Status.QUEUED, Statement.Status.SENT)
 
@@ -92,6 +96,10 @@ def statement_with_lines(pk: int) -> tuple[Statement | None, list[StatementLine]
 
 def statement_pdf_data(statement: Statement, snapshot: dict | None = None, lines=None) -> PdfData:
     """What the statement's PDF shows, from the statement, its lines and its batch's settings."""
+    # Local: statements.pdf imports reportlab (0.06 s), which the readers of this module that
+    # render nothing (the admin, the portal, the journal) would load at start-up.
+    from .pdf import PdfData
+
     if snapshot is None:
         snapshot = statement.run.settings_snapshot if statement.run_id else {}
     labels = snapshot.get("reference_labels", {})

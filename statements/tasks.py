@@ -10,6 +10,9 @@ import time
 from celery import shared_task
 from django.conf import settings
 
+# The project's Celery app, loaded before the tasks are declared so @shared_task binds to it
+# (Django's start-up no longer loads it: openchargeback/__init__.py).
+import openchargeback.celery  # noqa: F401
 from openchargeback.logs import log_context
 
 from .models import Statement, StatementEmail

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,6 +44,7 @@ from accounts.services import actor_name, audit_record
 from ..config import BillingConfig, load_config
 from ..locking import hold_referenced
 from ..models import (
+    PERIOD_RE,
     PI,
     AccountMapping,
     BillingPeriod,
@@ -64,7 +64,6 @@ from .fingerprints import MonthCharges, Occurrences, hex_array, keys_from_digest
 from .reader import RereadForLines, file_format, read_batches, read_headers
 from .rows import RowBuilder
 
-PERIOD_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 SOURCE_LOCK_CLASS = 0x0CB2  # pg_advisory_xact_lock(class, source id) while an import writes
 
 # Test hook: called inside the import's transaction just before it commits (tests make an import

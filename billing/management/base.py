@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from billing.config import BillingConfig, ConfigError, load_config
+from billing.models import PERIOD_RE
 from openchargeback.migrated import require_migrated
 
 
@@ -20,8 +21,6 @@ def clip(text: str, width: int) -> str:
 def period_key(value: str) -> str:
     """argparse type of every YYYY-MM argument: a malformed month is refused by its format,
     before any command looks for it."""
-    from billing.ingest.pipeline import PERIOD_RE
-
     if not PERIOD_RE.match(value or ""):
         raise argparse.ArgumentTypeError(f"must be YYYY-MM, got {value!r}")
     return value

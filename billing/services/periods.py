@@ -20,8 +20,7 @@ from django.utils import timezone
 from accounts.dbguards import guard_refusal
 from accounts.services import audit_record
 
-from ..ingest.pipeline import PERIOD_RE
-from ..models import BillingPeriod, Charge
+from ..models import PERIOD_RE, BillingPeriod, Charge
 from .figures import figures_changed
 
 

@@ -18,6 +18,9 @@ Invariants:
   again) until it is confirmed; each file is imported as its own import with its own receipt.
   A file whose source can't be guessed waits (status `source`) and is never checked or
   imported until a source is chosen.
+
+The import engine (billing.ingest.pipeline, with numpy and pyarrow: 0.2 s) is imported in the
+functions that use it, not here: the admin imports this module at every start-up.
 """
 
 from __future__ import annotations
@@ -38,10 +41,8 @@ from accounts.services import audit_record
 
 from ..config import BillingConfig, ConfigError, load_config
 from ..ingest.errors import ImportRefused
-from ..ingest.pipeline import PERIOD_RE, import_files, source_for_import
-from ..models import ImportJob, Source
+from ..models import PERIOD_RE, ImportJob, Source
 from ..usage import CONVERTERS
-from ..usage.imports import usage_import
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +241,8 @@ def import_job_create(
     folder = None
     try:
         with transaction.atomic():
+            from ..ingest.pipeline import source_for_import  # local: the module's notes say why
+
             try:
                 source_row = source_for_import(source_name, config)
             except ImportRefused as exc:
@@ -303,6 +306,8 @@ def import_batch_create(
     chosen = sources or {}
     batch = secrets.token_hex(8)
     jobs, folders, to_check = [], [], []
+    from ..ingest.pipeline import source_for_import  # local: the module's notes say why
+
     try:
         with transaction.atomic():
             for upload in files:
@@ -378,6 +383,8 @@ def import_job_set_source(
                 f"upload #{job.pk} is {job.get_status_display().lower()}: its source can't be "
                 "changed"
             )
+        from ..ingest.pipeline import source_for_import  # local: the module's notes say why
+
         try:
             source_row = source_for_import(source, config)
         except ImportRefused as exc:
@@ -608,6 +615,9 @@ def import_job_discard(*, job_id: int, acting_user) -> ImportJob:
 
 def _job_import(job: ImportJob, *, dry_run: bool, acting_user, config, progress):
     """The job's files through the import pipeline: as FOCUS, or converted first."""
+    from ..ingest.pipeline import import_files  # local: the module's notes say why
+    from ..usage.imports import usage_import
+
     if job.input_format != "focus":
         [entry] = job.files
         return usage_import(

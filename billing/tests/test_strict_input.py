@@ -335,7 +335,7 @@ def test_an_unexpected_error_fails_the_upload_instead_of_leaving_it_checking(
 ):
     from django.core.cache import cache
 
-    from billing.services import uploads
+    from billing.ingest import pipeline
 
     settings.OPENCHARGEBACK_CONFIG = config_path
     settings.MEDIA_ROOT = tmp_path / "media"
@@ -344,7 +344,8 @@ def test_an_unexpected_error_fails_the_upload_instead_of_leaving_it_checking(
     def broken(**kwargs):
         raise RuntimeError("a defect")
 
-    monkeypatch.setattr(uploads, "import_files", broken)
+    # uploads imports the pipeline's import_files when it runs a job (billing/services/uploads.py)
+    monkeypatch.setattr(pipeline, "import_files", broken)
     path = tmp_path / "aws_fine.csv"
     path.write_text(focus_text([{}]), encoding="utf-8")
 

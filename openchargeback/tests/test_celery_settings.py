@@ -43,3 +43,16 @@ def test_no_broker_means_in_process_tasks_without_a_hostname_warning():
     assert "hostname" not in done.stderr.lower(), done.stderr
     # In memory: nothing on the network is tried (the old default was amqp://localhost:5672).
     assert done.stdout.split() == ["memory", "localhost"]
+
+
+def test_beat_runs_the_month_end_cycle_on_the_configured_day(settings):
+    """Beat's schedule is built by the Celery app, not the settings (whose crontab imported
+    Celery into every process): the same entry, on OPENCHARGEBACK_CYCLE_DAY at 06:00 UTC."""
+    from openchargeback.celery import app, beat_schedule
+
+    assert app.conf.beat_schedule == beat_schedule(settings.OPENCHARGEBACK_CYCLE_DAY)
+    entry = beat_schedule("12")["month-end-cycle"]
+    assert entry["task"] == "journals.cycle_last_month"
+    schedule = entry["schedule"]
+    assert (schedule.day_of_month, schedule.hour, schedule.minute) == ({12}, {6}, {0})
+    assert beat_schedule("") == {}
