@@ -7,12 +7,20 @@ hyphens, as the earlier tool's CLI had them (`export-journal` runs `export_journ
 before `migrate`, says to run `migrate` instead of printing a traceback.
 """
 
+import atexit
+import gc
 import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openchargeback.settings")
+    # When the command is done (Django has closed its database connections), freeze what the
+    # process still holds: the interpreter's teardown then doesn't collect it cycle by cycle only
+    # for the process to end (0.06-0.1 s after a journal export). Registered first, it runs last,
+    # after logging's and any other exit handler; sys.stdout and sys.stderr are flushed after it,
+    # and the commands close the files they write.
+    atexit.register(gc.freeze)
     from django.core.management import execute_from_command_line
 
     argv = list(sys.argv if argv is None else argv)

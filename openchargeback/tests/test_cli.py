@@ -79,3 +79,25 @@ def test_every_month_argument_is_refused_by_its_format(args):
 
     with pytest.raises(CommandError, match=r"must be YYYY-MM, got '"):
         call_command(*args)
+
+
+@pytest.mark.django_db
+def test_one_migration_not_applied_is_still_refused(monkeypatch):
+    """Commands first compare the migration files with django_migrations (no migration graph to
+    read); a file not recorded there sends them to the graph, which counts what is pending."""
+    from django.core.management.base import CommandError
+    from django.db import connection
+    from django.db.migrations.recorder import MigrationRecorder
+
+    from openchargeback import migrated
+
+    monkeypatch.setattr(migrated, "_migrated", set())
+    assert migrated.all_recorded()
+    migrated.require_migrated()
+
+    monkeypatch.setattr(migrated, "_migrated", set())
+    recorded = MigrationRecorder(connection).migration_qs
+    recorded.filter(app="journals").order_by("-name").first().delete()
+    assert not migrated.all_recorded()
+    with pytest.raises(CommandError, match=r"migrate` first \(1 migration\(s\) to apply\)"):
+        migrated.require_migrated()

@@ -128,5 +128,7 @@ def test_image_runs_as_a_user_that_is_not_root_and_leaves_secrets_out():
     users = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.M)
     assert users and users[-1] not in ("root", "0")
     assert "collectstatic" in dockerfile
+    # Byte-code compiled at build: the user can't write /app, so every process would compile it.
+    assert "compileall" in dockerfile
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".git", ".env", ".venv", "instance"} <= set(ignored)
