@@ -79,18 +79,42 @@ def adapt_datetime(value: datetime):
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, batch_size=8192)
 
 
-def _insert(raw, vendor: str, rows: pa.RecordBatch) -> None:
-    columns = ", ".join(INSERT_COLUMNS)
-    if vendor == "postgresql":
-        # COPY's CSV format reads a quoted empty field as '' and an unquoted one as NULL, which is
-        # exactly how Arrow writes '' and null. Arrow writes the CSV without holding the GIL.
-        buffer = io.BytesIO()
-        pa_csv.write_csv(rows, buffer, write_options=_CSV_OPTIONS)
-        with raw.cursor() as cursor:
-            with cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(buffer.getbuffer())
-    else:
-        _sqlite_insert(raw, rows)
+def _csv_bytes(rows: pa.RecordBatch) -> bytes:
+    # COPY's CSV format reads a quoted empty field as '' and an unquoted one as NULL, which is
+    # exactly how Arrow writes '' and null. Arrow writes the CSV without holding the GIL.
+    buffer = io.BytesIO()
+    pa_csv.write_csv(rows, buffer, write_options=_CSV_OPTIONS)
+    return buffer.getvalue()
+
+
+class _CopyStream:
+    """PostgreSQL: one COPY into the charge table, kept open across the batches of a file.
+
+    A COPY per batch left the server idle while each next batch was formatted and sent, and
+    the import's backend was busy only 50-85 % of the time (docs/benchmarks.md, session 7). Kept
+    open, the server parses rows while the client formats the next ones (RowWriter.submit) and
+    this one sends. The COPY ends at `close()`: before anything else uses the connection
+    (RowWriter.drain) and at the end of each file."""
+
+    def __init__(self, raw):
+        columns = ", ".join(INSERT_COLUMNS)
+        self._cursor = raw.cursor()
+        self._context = self._cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN (FORMAT csv)")
+        self._copy = self._context.__enter__()
+
+    def write(self, data: bytes) -> None:
+        self._copy.write(data)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """End the COPY: the server has every row when this returns (or raises its error).
+        With `error`, the COPY is abandoned instead (the transaction fails with it)."""
+        try:
+            if error is None:
+                self._context.__exit__(None, None, None)
+            else:
+                self._context.__exit__(type(error), error, error.__traceback__)
+        finally:
+            self._cursor.close()
 
 
 # The charge table's CHECK constraints on SQLite, and why every row the importer writes meets
@@ -212,6 +236,7 @@ class RowWriter:
         self._set_aside = _set_aside_insert_guard(self._raw) if self._vendor == "sqlite" else ""
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
+        self._copy: _CopyStream | None = None
         self._thread = threading.Thread(target=self._run, name="charge-writer", daemon=True)
         self._thread.start()
 
@@ -219,14 +244,35 @@ class RowWriter:
         while True:
             rows = self._queue.get()
             try:
-                if rows is None:
-                    return
-                if self._error is None:
-                    _insert(self._raw, self._vendor, rows)
+                if rows is None or rows is _END_COPY:
+                    self._end_copy()
+                    if rows is None:
+                        return
+                elif self._error is None:
+                    self._write(rows)
             except BaseException as exc:  # reported to the caller by drain()/close()
                 self._error = exc
+                self._end_copy()
             finally:
                 self._queue.task_done()
+
+    def _write(self, rows: pa.RecordBatch | bytes) -> None:
+        if self._vendor != "postgresql":
+            _sqlite_insert(self._raw, rows)
+            return
+        if self._copy is None:
+            self._copy = _CopyStream(self._raw)
+        self._copy.write(rows)
+
+    def _end_copy(self) -> None:
+        copy, self._copy = self._copy, None
+        if copy is None:
+            return
+        try:
+            copy.close(self._error)
+        except BaseException as exc:
+            if self._error is None:
+                self._error = exc
 
     def _check(self):
         if self._error is not None:
@@ -234,12 +280,18 @@ class RowWriter:
             raise error
 
     def submit(self, rows: pa.RecordBatch) -> None:
-        """Queue a batch of rows, columns in INSERT_COLUMNS order."""
+        """Queue a batch of rows, columns in INSERT_COLUMNS order.
+
+        PostgreSQL: the rows are formatted here, as COPY's CSV, and the thread only sends them, so
+        the server always has the next rows while it works on these."""
         self._check()
         if rows.num_rows:
-            self._queue.put(rows)
+            self._queue.put(_csv_bytes(rows) if self._vendor == "postgresql" else rows)
 
     def drain(self) -> None:
+        """Wait until every row submitted is in the database (PostgreSQL: the COPY is ended,
+        so the connection is free for the caller)."""
+        self._queue.put(_END_COPY)
         self._queue.join()
         self._check()
 
@@ -251,6 +303,9 @@ class RowWriter:
             _restore_insert_guard(self._raw, self._set_aside)
             self._set_aside = ""
         self._check()
+
+
+_END_COPY = object()  # RowWriter's queue: end the COPY in progress (PostgreSQL)
 
 
 # SQLite: the charge table's INSERT guard (billing/dbguards.py) is one primary-key look-up a row,
