@@ -17,7 +17,10 @@ In the same run it times the database's own bulk load of the same file, the floo
 can be compared with (issue 13: within 2× of it): PostgreSQL's COPY into a table typed like the
 file's columns (timestamptz, numeric, jsonb, text), and, for SQLite, the csv module's rows
 inserted with executemany into a table of the same shape in one transaction. It prints the
-ratio ingest / bulk load. Not part of the test suite.
+ratio ingest / bulk load. With `--table-floor` (PostgreSQL) it also times COPY of the rows the
+import wrote into an empty copy of the charge table, with its indexes, checks and insert guard:
+the floor of any importer that writes that table, whatever it does before writing. Not part of
+the test suite.
 """
 
 from __future__ import annotations
@@ -257,6 +260,54 @@ def bulk_load(kind: str, paths: list[Path], workdir: Path) -> float:
     return seconds
 
 
+def table_floor(workdir: Path) -> float:
+    """PostgreSQL: seconds to COPY the rows the import wrote into an empty copy of the charge
+    table, with its indexes, checks and insert guard: what writing the rows costs with nothing
+    else of the import (no parsing of FOCUS, no attribution, no fingerprints). Run after an
+    import, on its database."""
+    import psycopg
+
+    from_db = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
+    columns = ", ".join(_insert_columns())
+    rows_path = workdir / "imported-rows.csv"
+    with psycopg.connect(from_db, autocommit=True) as conn:
+        with conn.cursor() as cur, open(rows_path, "wb") as out:
+            query = (
+                f"COPY (SELECT {columns} FROM billing_charge ORDER BY id) TO STDOUT (FORMAT csv)"
+            )
+            with cur.copy(query) as copy:
+                for data in copy:
+                    out.write(data)
+        conn.execute("DROP TABLE IF EXISTS floor_charge")
+        conn.execute("CREATE TABLE floor_charge (LIKE billing_charge INCLUDING ALL)")
+        conn.execute(
+            "CREATE TRIGGER floor_guard AFTER INSERT ON floor_charge REFERENCING NEW TABLE AS "
+            "oc_new FOR EACH STATEMENT EXECUTE FUNCTION oc_guard_charge_insert()"
+        )
+        conn.execute("CHECKPOINT")
+        t0 = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(f"COPY floor_charge ({columns}) FROM STDIN (FORMAT csv)") as copy:
+                with open(rows_path, "rb") as source:
+                    while block := source.read(1 << 20):
+                        copy.write(block)
+        seconds = time.perf_counter() - t0
+        conn.execute("DROP TABLE floor_charge")
+    rows_path.unlink()
+    return seconds
+
+
+def _insert_columns() -> list[str]:
+    """The importer's columns (billing/ingest/loader.py), read without importing Django."""
+    import ast
+
+    tree = ast.parse((ROOT / "billing" / "ingest" / "loader.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "INSERT_COLUMNS":
+            return list(ast.literal_eval(node.value))
+    raise SystemExit("INSERT_COLUMNS not found in billing/ingest/loader.py")
+
+
 def _generated_parts(csv_path: Path, rows: int, files: int) -> tuple[list[Path], dict]:
     """The month as `files` files (parts of one delivery) and their exact totals, summed."""
     if files == 1:
@@ -306,6 +357,12 @@ def main():
     parser.add_argument(
         "--no-bulk-load", action="store_true", help="skip timing the database's own bulk load"
     )
+    parser.add_argument(
+        "--table-floor",
+        action="store_true",
+        help="PostgreSQL: also time COPY of the imported rows into an empty copy of the charge "
+        "table (its indexes, checks and guard), the floor of any importer into that table",
+    )
     parser.add_argument("--guards", choices=["on", "off", "ab"], default="on")
     parser.add_argument("--rounds", type=int, default=1, help="with --guards ab: A/B pairs")
     args = parser.parse_args()
@@ -341,6 +398,14 @@ def main():
                 if baseline:
                     result["bulk_load_s"] = round(baseline, 2)
                     result["ratio_to_bulk_load"] = round(result["seconds"] / baseline, 2)
+                if kind == "postgres" and args.table_floor:
+                    load_before = os.getloadavg()[0]
+                    floor = table_floor(workdir)
+                    result["table_floor_s"] = round(floor, 2)
+                    result["table_floor_load_1m"] = f"{load_before:.1f}->{os.getloadavg()[0]:.1f}"
+                    if baseline:
+                        result["table_floor_ratio_to_bulk_load"] = round(floor / baseline, 2)
+                    result["ratio_to_table_floor"] = round(result["seconds"] / floor, 2)
                 print(json.dumps(result), flush=True)
     print(f"(this machine: {os.cpu_count()} cores; peak_mb is the ingest process's max RSS)")
     _ = resource
