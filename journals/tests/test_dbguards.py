@@ -324,16 +324,16 @@ def test_the_sqlite_importer_sets_the_insert_guard_aside_only_inside_its_transac
     from billing.ingest.errors import ImportRefused
 
     seen = []
-    insert = loader._insert
+    insert = loader._sqlite_insert
 
-    def insert_and_look(raw, vendor, rows):
+    def insert_and_look(raw, rows):
         (present,) = raw.execute(
             "SELECT count(*) FROM sqlite_master WHERE name = 'oc_guard_charge_insert'"
         ).fetchone()
         seen.append(present)
-        insert(raw, vendor, rows)
+        insert(raw, rows)
 
-    monkeypatch.setattr(loader, "_insert", insert_and_look)
+    monkeypatch.setattr(loader, "_sqlite_insert", insert_and_look)
     load_rows(ROWS)
     assert Charge.objects.exists()
     assert seen and set(seen) == {0}  # set aside while the importer wrote
