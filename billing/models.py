@@ -488,13 +488,12 @@ class Charge(models.Model):
             # A PI's charges: the portal's pages and the admin's PI filter. Without it each
             # scans the table (1.3 s for a PI's open month at a million charges; 0.05 s with).
             models.Index(fields=["pi", "period"], name="charge_pi_period"),
-            # A project's charges: the charge list's project filter, which otherwise reads the
-            # whole table (1.65 s at ten million charges on PostgreSQL; 0.05 s with). Few
-            # distinct keys, so the entries deduplicate and an import adds to ~1,500 places.
-            models.Index(fields=["project", "period"], name="charge_project_period"),
             # PostgreSQL also has two small partial indexes, made by migration 0017 (not
             # declared here: they use INCLUDE, which SQLite lacks): the charges in review, for
             # the queue and the status and reason filters, and the charges that aren't usage.
+            # And, made by migrations 0019 and 0020 for PostgreSQL alone: (project, period) for
+            # the project filter, and a BRIN bloom index of the four columns the charge list's
+            # search matches (docs/benchmarks.md, session 7).
         ]
         constraints = [
             # A delivered row is one charge, whatever path wrote it: two imports of one file can
