@@ -11,7 +11,9 @@ Each import runs as its own `manage.py ingest --json` process on a fresh databas
 wall time includes start-up and the peak memory (max RSS) is the import's own. The receipt's
 totals are checked against the exact totals the generator wrote. Prints rows/s and peak MB.
 `--guards ab` alternates runs with the database guards (docs/integrity.md) installed and
-dropped after migrate, to measure what they cost.
+dropped after migrate, to measure what they cost. `--variant NAME=FILE` (repeatable) A/Bs
+schema changes the same way: each round imports once as migrated ("base") and once per variant
+with FILE's SQL run after migrate (an index added or dropped), alternating the order each round.
 
 In the same run it times the database's own bulk load of the same file, the floor an importer
 can be compared with (issue 13: within 2× of it): PostgreSQL's COPY into a table typed like the
@@ -157,7 +159,9 @@ def timed_ingest(kind, paths, config, env) -> dict:
     }
 
 
-def bench_one(kind: str, paths: list[Path], expected: dict, workdir: Path, guards=True) -> dict:
+def bench_one(
+    kind: str, paths: list[Path], expected: dict, workdir: Path, guards=True, sql: str = ""
+) -> dict:
     env = dict(
         os.environ,
         DATABASE_URL=fresh_database(kind, workdir),
@@ -172,6 +176,11 @@ def bench_one(kind: str, paths: list[Path], expected: dict, workdir: Path, guard
         dropped = run([python, "manage.py", "shell", "-c", DROP_GUARDS], env)
         if dropped.returncode:
             raise SystemExit(dropped.stderr)
+    if sql:
+        script = "from django.db import connection;connection.cursor().execute(open(%r).read())"
+        changed = run([python, "manage.py", "shell", "-c", script % sql], env)
+        if changed.returncode:
+            raise SystemExit(changed.stderr)
     config = workdir / "bench.yaml"
     config.write_text(CONFIG)
     first = timed_ingest(kind, paths, config, env)
@@ -364,7 +373,16 @@ def main():
         "table (its indexes, checks and guard), the floor of any importer into that table",
     )
     parser.add_argument("--guards", choices=["on", "off", "ab"], default="on")
-    parser.add_argument("--rounds", type=int, default=1, help="with --guards ab: A/B pairs")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="with --guards ab or --variant: A/B rounds"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="also import with FILE's SQL run after migrate, alternating with the base",
+    )
     args = parser.parse_args()
     dbs = args.db or ["sqlite", "postgres"]
     with tempfile.TemporaryDirectory(prefix="ocb-bench-") as tmp:
@@ -391,10 +409,20 @@ def main():
                     f"(load {load_before:.1f}->{os.getloadavg()[0]:.1f})",
                     flush=True,
                 )
-            for i, guards in enumerate(plan):
+            runs = [(guards, "", "") for guards in plan]
+            if args.variant:
+                variants = [("base", "")] + [tuple(v.split("=", 1)) for v in args.variant]
+                runs = [
+                    (plan[0], name, sql)
+                    for r in range(args.rounds)
+                    for name, sql in (variants if r % 2 == 0 else variants[::-1])
+                ]
+            for i, (guards, name, sql) in enumerate(runs):
                 if args.guards == "ab" and i % 4 >= 2:
                     guards = not guards  # alternate which goes first: on,off,off,on,…
-                result = bench_one(kind, paths, expected, workdir, guards=guards)
+                result = bench_one(kind, paths, expected, workdir, guards=guards, sql=sql)
+                if name:
+                    result = {"variant": name, **result}
                 if baseline:
                     result["bulk_load_s"] = round(baseline, 2)
                     result["ratio_to_bulk_load"] = round(result["seconds"] / baseline, 2)

@@ -492,6 +492,9 @@ class Charge(models.Model):
             # PostgreSQL also has two small partial indexes, made by migration 0017 (not
             # declared here: they use INCLUDE, which SQLite lacks): the charges in review, for
             # the queue and the status and reason filters, and the charges that aren't usage.
+            # And, made by migrations 0019 and 0020 for PostgreSQL alone: (project, period) for
+            # the project filter, and a BRIN bloom index of the four columns the charge list's
+            # search matches (docs/benchmarks.md, session 7).
         ]
         constraints = [
             # A delivered row is one charge, whatever path wrote it: two imports of one file can

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from django.db.models import Count
 
 from billing.models import BillingPeriod
+from billing.selectors import cached_figures, figures_versions
 
 from .figures import (  # noqa: F401  (re-exported: one import path for readers)
     Line,
@@ -130,6 +131,23 @@ def statement_pdf_data(statement: Statement, snapshot: dict | None = None, lines
     )
 
 
+def cached_group_totals(period: BillingPeriod) -> dict[tuple, dict]:
+    """`group_totals(period)`, cached under the period's figures version.
+
+    The period page shows the statements check on every visit, and once the month has
+    statements the check adds up its billable charges (one GROUP BY: 12.8 s at ten million
+    charges). Every import, review decision and status change of the period raises its
+    version in its own transaction (billing.services.figures.figures_changed), so a cached
+    answer is current or not found. Inside a transaction (the finalize service) it is computed
+    afresh: what it reads may still roll back.
+    """
+    return cached_figures(
+        f"statement-group-totals:{period.pk}",
+        lambda: group_totals(period),
+        figures_versions([period.pk]).get(period.pk),
+    )
+
+
 def period_has_statements(period: BillingPeriod) -> bool:
     """True when every statement group of the period has a current, final, rendered statement
     showing its current figures.
@@ -144,7 +162,7 @@ def period_has_statements(period: BillingPeriod) -> bool:
     }
     if not current:
         return not billable_charges(period).exists()
-    groups = group_totals(period)
+    groups = cached_group_totals(period)
     for key, s in current.items():
         if key not in groups and not s.is_draft and (s.due_amount or s.list_amount):
             return False  # shows charges that are no longer billable
@@ -171,7 +189,8 @@ def period_emails_settled(period: BillingPeriod) -> bool:
 def period_status(period: BillingPeriod, *, check_complete: bool = False) -> dict:
     """For the dashboard: current statements by status, drafts, emails sent and failed.
 
-    `check_complete` adds "complete" (`period_has_statements`, one GROUP BY over the charges).
+    `check_complete` adds "complete" (`period_has_statements`: with statements on record, one
+    GROUP BY over the charges per figures version).
     """
     statements = Statement.objects.filter(period=period, superseded_by__isnull=True)
     by_status = {

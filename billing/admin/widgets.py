@@ -239,11 +239,20 @@ class KeyInputFilter(InputFilter):
     field = ""
     lookup = ""
 
-    def queryset(self, request, queryset):
+    def keys(self) -> list[int] | None:
+        """The keys of the typed value (an empty list when nothing has it), None when blank."""
         value = (self.value() or "").strip()
         if not value:
+            return None
+        if not hasattr(self, "_keys"):
+            found = self.model.objects.filter(**{self.field: value}).values_list("pk", flat=True)
+            self._keys = list(found)
+        return self._keys
+
+    def queryset(self, request, queryset):
+        keys = self.keys()
+        if keys is None:
             return queryset
-        keys = list(self.model.objects.filter(**{self.field: value}).values_list("pk", flat=True))
         return queryset.filter(**{f"{self.lookup}__in": keys})
 
 

@@ -30,7 +30,7 @@ def period_rollup(period: BillingPeriod, version: str | None = None) -> list[dic
     still roll back.
     """
     return cached_figures(
-        f"rollup:{period.pk}",
+        _rollup_name(period.pk),
         lambda: list(
             Charge.objects.filter(period=period)
             .values(
@@ -78,17 +78,38 @@ def cached_figures(name: str, compute, version: str | None = None):
     """
     if connection.in_atomic_block:
         return compute()
-    key = (
-        "billing:figures:"
-        + hashlib.blake2b(
-            f"{name}|{version or data_version()}".encode(), digest_size=16
-        ).hexdigest()
-    )
+    key = _figures_key(name, version or data_version())
     value = cache.get(key)
     if value is None:
         value = compute()
         cache.set(key, value, FIGURES_CACHE_SECONDS)
     return value
+
+
+def _rollup_name(period_id: int) -> str:
+    return f"rollup:{period_id}"
+
+
+def _figures_key(name: str, version: str) -> str:
+    digest = hashlib.blake2b(f"{name}|{version}".encode(), digest_size=16).hexdigest()
+    return f"billing:figures:{digest}"
+
+
+def cached_period_rollups(period_ids: Iterable[int] | None = None) -> dict[int, list[dict]] | None:
+    """Each period's `period_rollup` (every period's when `period_ids` is None) if all of them
+    are in the cache under their current version, else None; never computes one.
+
+    For a page that can add up from the rollups when they are warm (every import warms its
+    months; with workers, every decision too) and has a cheaper query of its own when they are
+    not: computing a rollup is a pass over the whole month (8.6 s at ten million charges)."""
+    if connection.in_atomic_block:
+        return None
+    versions = figures_versions(period_ids)
+    keys = {_figures_key(_rollup_name(pk), version): pk for pk, version in versions.items()}
+    found = cache.get_many(list(keys))
+    if len(found) < len(keys):
+        return None
+    return {keys[key]: rows for key, rows in found.items()}
 
 
 def period_totals(period: BillingPeriod, rollup: list[dict] | None = None) -> dict:

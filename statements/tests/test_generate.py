@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 from django.core.management.base import CommandError
+from django.db import transaction
 
 from accounts.models import AuditEvent
 from billing.models import BillingPeriod, Charge
+from billing.services.figures import figures_changed
 from statements.models import Statement, StatementEmail
 from statements.selectors import period_has_statements, period_status
 
@@ -196,13 +198,53 @@ def test_period_checks_for_finalizing_and_the_dashboard(closed, generate):
     assert period_has_statements(period) is True
     status = period_status(period)
     assert status["statements"] == 10 and status["by_status"]["ready"] == 10
-    # A review change after generation: the statements no longer show the figures.
-    Charge.objects.filter(project__code="labor-economics").update(
-        review_status="rejected", flags=16
-    )
+    # A review change after generation: the statements no longer show the figures. (Rejecting
+    # clean charges has no service; done by hand, it raises the figures' version as every
+    # change to charges does, or the cached check would not see it.)
+    with transaction.atomic():
+        Charge.objects.filter(project__code="labor-economics").update(
+            review_status="rejected", flags=16
+        )
+        figures_changed([period.pk])
     assert period_has_statements(period) is False
     out = generate()
     assert out["changes"]["removed"] == 1
+    assert period_has_statements(period) is True
+
+
+def test_the_statements_check_is_cached_until_the_charges_change(closed, generate, config):
+    """The period page asks the check on every visit; with statements on record it adds up the
+    month's charges once per figures version, and any change to the charges shows at once."""
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from billing.services import charge_reassign
+
+    def adds_up_the_month(queries) -> bool:
+        return any("GROUP BY" in q["sql"] and "billing_charge" in q["sql"] for q in queries)
+
+    cache.clear()
+    period = BillingPeriod.objects.get(key="2025-01")
+    generate()
+    with CaptureQueriesContext(connection) as first:
+        assert period_has_statements(period) is True
+    with CaptureQueriesContext(connection) as again:
+        assert period_has_statements(period) is True
+    assert adds_up_the_month(first.captured_queries)
+    assert not adds_up_the_month(again.captured_queries)  # from the cache
+
+    # A reviewer moves one charge to another fund/org: its group's total changes, and a group
+    # no statement shows appears. The statements no longer show the figures.
+    charge = Charge.objects.filter(period=period, review_status="clean").order_by("id").first()
+    charge_reassign(
+        charges=Charge.objects.filter(pk=charge.pk), config=config, fund_org="MATH-9999",
+        actor="test",
+    )  # fmt: skip
+    with CaptureQueriesContext(connection) as changed:
+        assert period_has_statements(period) is False
+    assert adds_up_the_month(changed.captured_queries)
+    generate()
     assert period_has_statements(period) is True
 
 
