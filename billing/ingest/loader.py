@@ -90,9 +90,8 @@ def _csv_bytes(rows: pa.RecordBatch) -> bytes:
 class _CopyStream:
     """PostgreSQL: one COPY into the charge table, kept open across the batches of a file.
 
-    A COPY per batch left the server idle while each next batch was formatted and sent, and
-    the import's backend was busy only 50-85 % of the time (docs/benchmarks.md, session 7). Kept
-    open, the server parses rows while the client formats the next ones (RowWriter.submit) and
+    A COPY per batch left the server idle while each next batch was formatted and sent
+    (docs/benchmarks.md, session 7: the import's own floor). Kept open, the server parses rows while the client formats the next ones (RowWriter.submit) and
     this one sends. The COPY ends at `close()`: before anything else uses the connection
     (RowWriter.drain) and at the end of each file."""
 
