@@ -21,7 +21,10 @@ from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-INSTANCE_DIR = Path(os.environ.get("OPENCHARGEBACK_HOME", BASE_DIR / "instance"))
+# Absolute even when given relative (the quick start prints OPENCHARGEBACK_HOME=instance): the
+# paths made from it (database, cache, media, journals) then don't move with the working
+# directory, and the file cache doesn't warn (caches.W003) on every command.
+INSTANCE_DIR = Path(os.environ.get("OPENCHARGEBACK_HOME", BASE_DIR / "instance")).absolute()
 INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
 
 

@@ -91,9 +91,9 @@ class _CopyStream:
     """PostgreSQL: one COPY into the charge table, kept open across the batches of a file.
 
     A COPY per batch left the server idle while each next batch was formatted and sent
-    (docs/benchmarks.md, session 7: the import's own floor). Kept open, the server parses rows while the client formats the next ones (RowWriter.submit) and
-    this one sends. The COPY ends at `close()`: before anything else uses the connection
-    (RowWriter.drain) and at the end of each file."""
+    (docs/benchmarks.md, session 7). Kept open, the server parses rows while the client formats
+    the next ones (RowWriter.submit) and this one sends. The COPY ends at `close()`: before
+    anything else uses the connection (RowWriter.drain) and at the end of each file."""
 
     def __init__(self, raw):
         columns = ", ".join(INSERT_COLUMNS)

@@ -109,3 +109,28 @@ def test_a_command_leaves_no_teardown_to_collect(tmp_path):
     done = run(AT_EXIT, tmp_path)
     assert "migrate" in done.stderr  # the command ran
     assert done.stdout.split() == ["True"], done.stderr
+
+
+def test_a_relative_instance_folder_is_made_absolute_and_warns_nothing(tmp_path):
+    """The quick start prints `OPENCHARGEBACK_HOME=instance …` to run the instance again: a
+    relative folder is taken from the working directory once, and the file cache, built from it,
+    gives no caches.W003 warning on every command."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env.update(DJANGO_DEBUG="1", OPENCHARGEBACK_HOME="instance")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from openchargeback.cli import main;"
+        "main(['openchargeback', 'shell', '-v0', '-c',"
+        " 'from django.conf import settings; print(settings.INSTANCE_DIR)'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(REPO)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "instance")
+    assert "W003" not in done.stderr, done.stderr
