@@ -50,7 +50,10 @@ sources:
 review:
   fund_org_patterns: ['^[A-Z]{2,6}-[A-Z0-9-]+$']
 """
-PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+# The server: BENCH_PG_SERVER (default the local one); bench/pg_tuned_server.sh starts a private
+# server configured as docs/operations.md recommends for ten-million-row months.
+PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432").rstrip("/")
+PG_ADMIN_URL = f"{PG_SERVER}/postgres"
 PG_DATABASE = os.environ.get("BENCH_PG_DATABASE", "ocb_bench")  # dropped and re-created
 
 
@@ -68,7 +71,7 @@ def fresh_database(kind: str, workdir: Path) -> str:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE}")
         conn.execute(f"CREATE DATABASE {PG_DATABASE}")
-    return f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
+    return f"{PG_SERVER}/{PG_DATABASE}"
 
 
 DROP_GUARDS = (
@@ -276,7 +279,7 @@ def table_floor(workdir: Path) -> float:
     import, on its database."""
     import psycopg
 
-    from_db = f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
+    from_db = f"{PG_SERVER}/{PG_DATABASE}"
     columns = ", ".join(_insert_columns())
     rows_path = workdir / "imported-rows.csv"
     with psycopg.connect(from_db, autocommit=True) as conn:
