@@ -20,6 +20,8 @@ NOT_SETTINGS = {
     "POSTGRES_USER",
     "POSTGRES_PASSWORD",
     "POSTGRES_DB",
+    "POSTGRES_SHARED_BUFFERS",
+    "POSTGRES_MAX_WAL_SIZE",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
 }
@@ -121,6 +123,20 @@ def test_compose_takes_configuration_from_env_file_and_holds_no_secret():
         assert inline == [], f"{name} sets {inline} inline: put them in .env"
     raw = (REPO / "docker-compose.yml").read_text()
     assert not re.search(r"://[^/\s:@]+:[^@\s]+@", raw), "a URL with a password in the file"
+
+
+def test_every_variable_the_compose_file_interpolates_is_documented():
+    raw = (REPO / "docker-compose.yml").read_text()
+    interpolated = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", raw))
+    assert {"POSTGRES_SHARED_BUFFERS", "POSTGRES_MAX_WAL_SIZE"} <= interpolated
+    listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (REPO / ".env.example").read_text(), re.M))
+    doc = (REPO / "docs/configuration.md").read_text()
+    assert interpolated - listed == set(), "add these to .env.example"
+    assert {n for n in interpolated if f"`{n}`" not in doc} == set(), "add to configuration.md"
+    # The PostgreSQL service takes its sizes from them (docs/operations.md).
+    command = " ".join(compose()["services"]["db"]["command"])
+    assert "shared_buffers=${POSTGRES_SHARED_BUFFERS" in command
+    assert "max_wal_size=${POSTGRES_MAX_WAL_SIZE" in command
 
 
 def test_image_runs_as_a_user_that_is_not_root_and_leaves_secrets_out():
