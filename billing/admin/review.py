@@ -269,6 +269,12 @@ class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin
     def get_changelist(self, request, **kwargs):
         return CappedChangeList
 
+    def search_through_index(self, request) -> bool:
+        """ "All reviewed or waiting" searches every charge: through the search index (see
+        ExactSearchMixin). The other views read their charges' own indexes (the partial index
+        of the charges in review, or (status, period, id)), a few hundred thousand at most."""
+        return request.GET.get(QueueStatusFilter.parameter_name) == "all"
+
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
