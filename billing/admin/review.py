@@ -296,16 +296,19 @@ class ReviewQueueAdmin(ListTitleMixin, ChargeCellsMixin, ExactSearchMixin, admin
 
         "All reviewed or waiting" lists the clean charges too, every charge in the database
         without a filter: adding them up was one pass over the whole table (2.5 s at ten million
-        charges) after every import or decision. Their part comes from the periods' rollups
-        when those are cached (every import warms its months' figures; with workers, every
-        decision does too) and the filters are ones a rollup can answer (period, source, PI,
-        project, no search); the charges in review are added up from their own index as for
-        the other views. Otherwise, one GROUP BY over what is shown, as before."""
+        charges) after every import or decision. When the filters are ones a rollup can answer
+        (period, source, PI, project, no search), their part comes from the periods' rollups:
+        cached ones as they are (every import warms its months' figures; with workers, every
+        change does), and a month whose rollup is not cached is added up alone, by the warming's
+        own GROUP BY, and cached for the next page. The charges in review are added up from
+        their own index as for the other views. Otherwise, one GROUP BY over what is shown."""
         queryset = changelist.queryset
         scope = self._rollup_scope(changelist)
         if scope is not None:
             period_id = scope.pop("period_id")
-            rollups = cached_period_rollups(None if period_id is None else [period_id])
+            rollups = cached_period_rollups(
+                None if period_id is None else [period_id], compute_missing=True
+            )
             if rollups is not None:
                 in_review = cached_queue_groups(queryset.exclude(review_status=Status.CLEAN))
                 return fold_queue_totals(in_review + clean_groups_from_rollups(rollups, **scope))

@@ -95,21 +95,28 @@ def _figures_key(name: str, version: str) -> str:
     return f"billing:figures:{digest}"
 
 
-def cached_period_rollups(period_ids: Iterable[int] | None = None) -> dict[int, list[dict]] | None:
-    """Each period's `period_rollup` (every period's when `period_ids` is None) if all of them
-    are in the cache under their current version, else None; never computes one.
+def cached_period_rollups(
+    period_ids: Iterable[int] | None = None, *, compute_missing: bool = False
+) -> dict[int, list[dict]] | None:
+    """Each period's `period_rollup` (every period's when `period_ids` is None) from the cache
+    under its current version. A month not in the cache is computed (and cached) when
+    `compute_missing`, else the answer is None; inside a transaction, always None.
 
-    For a page that can add up from the rollups when they are warm (every import warms its
-    months; with workers, every decision too) and has a cheaper query of its own when they are
-    not: computing a rollup is a pass over the whole month (8.6 s at ten million charges)."""
+    For a page that adds up from the rollups: an import warms its own months, workers warm
+    after every change, and the cache forgets after a day, so some months may be missing while
+    the rest are warm. Computing a rollup is a pass over its month only (one GROUP BY, the
+    warming's own), and it stays cached for the next page that reads it."""
     if connection.in_atomic_block:
         return None
     versions = figures_versions(period_ids)
     keys = {_figures_key(_rollup_name(pk), version): pk for pk, version in versions.items()}
-    found = cache.get_many(list(keys))
-    if len(found) < len(keys):
+    rollups = {keys[key]: rows for key, rows in cache.get_many(list(keys)).items()}
+    missing = [pk for pk in versions if pk not in rollups]
+    if missing and not compute_missing:
         return None
-    return {keys[key]: rows for key, rows in found.items()}
+    for period in BillingPeriod.objects.filter(pk__in=missing).order_by("pk"):
+        rollups[period.pk] = period_rollup(period, versions[period.pk])
+    return rollups
 
 
 def period_totals(period: BillingPeriod, rollup: list[dict] | None = None) -> dict:
