@@ -91,7 +91,9 @@ def warm_period_figures(period_ids: list[int]) -> list[str]:
 
     warmed = []
     for period in BillingPeriod.objects.filter(pk__in=period_ids).order_by("key"):
-        dashboard_context(period.key)
-        run_figures_warmers(period)
+        try:
+            dashboard_context(period.key)
+        finally:  # each warms on its own (a failure here is logged by the caller)
+            run_figures_warmers(period)
         warmed.append(period.key)
     return warmed

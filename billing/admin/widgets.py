@@ -316,8 +316,10 @@ class ExactSearchMixin:
         for name in self.exact_search_fields:
             match |= Q(**{name: term})
         queryset = queryset.filter(match)
-        if connections[queryset.db].vendor != "postgresql" or not self.search_through_index(
-            request
+        if (
+            connections[queryset.db].vendor != "postgresql"
+            or not SEARCH_INDEX_COLUMNS.issuperset(self.exact_search_fields)
+            or not self.search_through_index(request)
         ):
             return queryset, False
         head = indexed_search_ids(queryset)

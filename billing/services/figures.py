@@ -39,7 +39,7 @@ _FIGURES_WARMERS: list[Callable[[BillingPeriod], object]] = []
 def register_figures_warmer(warmer: Callable[[BillingPeriod], object]) -> None:
     """Call `warmer(period)` whenever billing warms a period's figures (after commit of an
     import, or in a worker after any change). It reads and caches under the period's current
-    figures version; it should return at once when the period has nothing of its to warm.
+    figures version; it should return at once when the period has nothing of its own to warm.
     Idempotent: registering the same warmer twice keeps one."""
     if warmer not in _FIGURES_WARMERS:
         _FIGURES_WARMERS.append(warmer)
