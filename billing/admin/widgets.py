@@ -339,13 +339,18 @@ def indexed_search_ids(queryset: QuerySet) -> list[int]:
 
     The index is a BRIN bloom index, which the planner never picks by itself (it prices BRIN by
     physical order, and identifiers have none): it read the whole table instead (1.6-2.0 s at
-    ten million charges). So this one query runs with sequential scans priced out. Priced that
+    ten million charges). So this one query runs with sequential and plain index scans priced
+    out (bitmap scans only, which is how BRIN is read). Priced that
     way the plan looks expensive enough for JIT compiling, 0.15 s of a 0.25 s search at ten
     million charges: off too. A range the index doesn't summarise yet (charges imported since
     autovacuum last ran) is read whole, so nothing is missed."""
     connection = connections[queryset.db]
     with transaction.atomic(using=queryset.db), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
+        # Nor walking the primary key in the list's order, filtering as it goes: after an
+        # ANALYZE that guesses matches common, the planner took it (the whole table through the
+        # index, 4 s at ten million charges: docs/benchmarks.md, "Session 8").
+        cursor.execute("SET LOCAL enable_indexscan = off")
         cursor.execute("SET LOCAL jit = off")
         return list(queryset.values_list("pk", flat=True)[: CappedCountPaginator.CAP + 1])
 
