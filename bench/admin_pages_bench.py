@@ -264,6 +264,11 @@ def main():
         "review queue, search": f"{queue}?q={quote(queued.resource_id)}",
         "review queue, approved": f"{queue}?status=approved",
         "review queue, all": f"{queue}?status=all",
+        "review queue, all, search resource": f"{queue}?status=all&q={quote(sample.resource_id)}",
+        "review queue, all, search fund/org": f"{queue}?status=all&q={quote(sample.fund_org)}",
+        "review queue, all, search by billed": (
+            f"{queue}?status=all&q={quote(sample.fund_org)}&o=3"
+        ),
         # The queue has actions, so its columns count from 1 (0 is the checkbox).
         "review queue, by resource id": f"{queue}?o=2",
         "review queue, by billed": f"{queue}?o=3",

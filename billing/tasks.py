@@ -83,16 +83,17 @@ def import_job_run(job_id: int, user_id: int | None = None) -> str:
 @shared_task(acks_late=True, ignore_result=True)
 def warm_period_figures(period_ids: list[int]) -> list[str]:
     """Compute and cache the dashboard's figures for these periods (after an import or a
-    decision changed them); returns the periods warmed. Safe to run twice: it only reads."""
+    decision changed them), then what the other apps registered (`register_figures_warmer`);
+    returns the periods warmed. Safe to run twice: it only reads."""
     from .dashboard import dashboard_context
     from .models import BillingPeriod
+    from .services.figures import run_figures_warmers
 
     warmed = []
-    for key in (
-        BillingPeriod.objects.filter(pk__in=period_ids)
-        .order_by("key")
-        .values_list("key", flat=True)
-    ):
-        dashboard_context(key)
-        warmed.append(key)
+    for period in BillingPeriod.objects.filter(pk__in=period_ids).order_by("key"):
+        try:
+            dashboard_context(period.key)
+        finally:  # each warms on its own (a failure here is logged by the caller)
+            run_figures_warmers(period)
+        warmed.append(period.key)
     return warmed

@@ -27,4 +27,10 @@ class StatementsConfig(AppConfig):
 
         register_period_status(period_status)  # the dashboard's "Statements and email" panel
 
+        from billing.services import register_figures_warmer
+
+        from .selectors import warm_group_totals
+
+        register_figures_warmer(warm_group_totals)  # the period page's statements check
+
         from . import dbguards  # noqa: F401  (registers this app's database guards)

@@ -148,6 +148,15 @@ def cached_group_totals(period: BillingPeriod) -> dict[tuple, dict]:
     )
 
 
+def warm_group_totals(period: BillingPeriod) -> None:
+    """Billing's figures warmer (registered in apps.py): after a change to the period's figures,
+    add up its statement groups for the period page's statements check, so the first view after
+    the change doesn't (3.6 s at ten million charges). Only when the month has statements on
+    record: without them the check is one EXISTS, and this is that EXISTS."""
+    if Statement.objects.filter(period=period, superseded_by__isnull=True).exists():
+        cached_group_totals(period)
+
+
 def period_has_statements(period: BillingPeriod) -> bool:
     """True when every statement group of the period has a current, final, rendered statement
     showing its current figures.

@@ -95,21 +95,24 @@ def _figures_key(name: str, version: str) -> str:
     return f"billing:figures:{digest}"
 
 
-def cached_period_rollups(period_ids: Iterable[int] | None = None) -> dict[int, list[dict]] | None:
-    """Each period's `period_rollup` (every period's when `period_ids` is None) if all of them
-    are in the cache under their current version, else None; never computes one.
+def cached_period_rollups(
+    period_ids: Iterable[int] | None = None,
+) -> tuple[dict[int, list[dict]], list[int]] | None:
+    """The `period_rollup`s of these periods (every period when `period_ids` is None) that are
+    in the cache under their current version, and the ids of the periods whose rollup is not;
+    never computes one. None inside a transaction.
 
-    For a page that can add up from the rollups when they are warm (every import warms its
-    months; with workers, every decision too) and has a cheaper query of its own when they are
-    not: computing a rollup is a pass over the whole month (8.6 s at ten million charges)."""
+    For a page that adds up from the rollups what it can and reads the rest from the charges of
+    the months missing: an import warms its own months, workers warm after every change, and the
+    cache forgets after a day, so some may be missing while the rest are warm. A rollup is too
+    dear for a page to compute (12.7 s for a month of ten million charges, against 3.5 s for a
+    GROUP BY over them by the two columns a page needs: docs/benchmarks.md, "Session 8")."""
     if connection.in_atomic_block:
         return None
     versions = figures_versions(period_ids)
     keys = {_figures_key(_rollup_name(pk), version): pk for pk, version in versions.items()}
-    found = cache.get_many(list(keys))
-    if len(found) < len(keys):
-        return None
-    return {keys[key]: rows for key, rows in found.items()}
+    found = {keys[key]: rows for key, rows in cache.get_many(list(keys)).items()}
+    return found, [pk for pk in versions if pk not in found]
 
 
 def period_totals(period: BillingPeriod, rollup: list[dict] | None = None) -> dict:

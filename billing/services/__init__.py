@@ -11,6 +11,7 @@
 """
 
 from ..ingest.errors import ImportRefused
+from .figures import register_figures_warmer
 from .mappings import account_mapping_delete, account_mapping_save
 from .patterns import review_patterns_preview, review_patterns_seed, with_review_patterns
 from .periods import (
@@ -51,6 +52,7 @@ __all__ = [
     "period_open",
     "period_writable",
     "finalize_checklist",
+    "register_figures_warmer",
     "register_finalize_check",
     "review_patterns_preview",
     "review_patterns_seed",

@@ -12,17 +12,50 @@ Invariants:
   month is a second at a million charges, which the first person to open the dashboard would
   otherwise wait for. A decision does not (a reviewer's click stays quick); the first view
   after it computes.
+- Higher apps warm figures of their own with billing's (`register_figures_warmer`: billing
+  never imports them). Each warmer runs on its own: one that fails is logged, and the others,
+  and the change, go on.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.db.models import F
 
+if TYPE_CHECKING:
+    from ..models import BillingPeriod
+
 log = logging.getLogger(__name__)
+
+# What the higher apps cache per figures version (the statements app: the period page's
+# statements check), warmed after billing's own figures. Registered from their AppConfig.ready().
+_FIGURES_WARMERS: list[Callable[[BillingPeriod], object]] = []
+
+
+def register_figures_warmer(warmer: Callable[[BillingPeriod], object]) -> None:
+    """Call `warmer(period)` whenever billing warms a period's figures (after commit of an
+    import, or in a worker after any change). It reads and caches under the period's current
+    figures version; it should return at once when the period has nothing of its own to warm.
+    Idempotent: registering the same warmer twice keeps one."""
+    if warmer not in _FIGURES_WARMERS:
+        _FIGURES_WARMERS.append(warmer)
+
+
+def run_figures_warmers(period: BillingPeriod) -> None:
+    """Every registered warmer for this period; a failure is logged and the next one runs."""
+    for warmer in list(_FIGURES_WARMERS):
+        try:
+            warmer(period)
+        except Exception:  # a read: the first view computes what this could not
+            log.exception(
+                "warming %s for period %s failed",
+                getattr(warmer, "__qualname__", warmer),
+                period.key,
+            )
 
 
 def tasks_run_in_process() -> bool:

@@ -325,6 +325,48 @@ def test_changes_queue_a_warm_up_only_when_workers_run_tasks(
     assert queued == [[october.pk], [october.pk], [october.pk]]
 
 
+@pytest.mark.django_db(transaction=True)  # the warming runs after commit
+def test_registered_warmers_run_after_billings_own_and_one_failing_stops_nothing(
+    ingest, admin_user, monkeypatch, caplog
+):
+    """What a higher app registers (`register_figures_warmer`) is warmed with the period's
+    figures: after an import without workers, and by the task after any change with them. A
+    warmer that fails is logged; the next one, billing's figures and the import go on."""
+    from billing import tasks
+    from billing.dashboard import dashboard_context
+    from billing.services import charge_reject, charge_return, figures, register_figures_warmer
+
+    seen = []
+
+    def broken(period):
+        raise RuntimeError("cache down")
+
+    monkeypatch.setattr(figures, "_FIGURES_WARMERS", [])
+    for warmer in (broken, seen.append, broken):  # the same one twice is registered once
+        register_figures_warmer(warmer)
+    assert figures._FIGURES_WARMERS == [broken, seen.append]
+
+    receipt = ingest(SAMPLES / "aws_2026-10.csv", source="aws")
+    assert receipt["status"] == "imported"
+    october = BillingPeriod.objects.get(key="2026-10")
+    assert [p.pk for p in seen] == [october.pk]
+    assert "warming test_registered_warmers" in caplog.text  # which one, and why
+    assert "RuntimeError: cache down" in caplog.text
+    with CaptureQueriesContext(connection) as queries:
+        dashboard_context("2026-10")
+    assert _charge_group_bys(queries.captured_queries) == []  # billing's own were warmed
+
+    target = Charge.objects.filter(period=october, review_status="flagged").order_by("id")[:1]
+    target = Charge.objects.filter(pk=target[0].pk)
+    charge_reject(charges=target, note="test", acting_user=admin_user)
+    assert len(seen) == 1  # no workers: a decision warms nothing (the first view computes)
+
+    monkeypatch.setattr(figures, "tasks_run_in_process", lambda: False)  # as with workers
+    monkeypatch.setattr(tasks.warm_period_figures, "delay", tasks.warm_period_figures)
+    charge_return(charges=target, acting_user=admin_user)
+    assert [p.pk for p in seen] == [october.pk, october.pk]
+
+
 def test_the_y_axis_uses_one_unit_for_every_label():
     """A 15k axis reads 0, 5k, 10k, 15k: never "15k" beside "5,000"; a small one has no unit."""
 

@@ -600,6 +600,48 @@ def test_charge_search_finds_each_column_it_names_through_the_search_index(month
         assert "charge_search_bloom" in plan, plan
 
 
+def test_the_queues_search_of_every_charge_lists_every_match_in_its_sort(
+    month, admin_client, monkeypatch
+):
+    """ "All reviewed or waiting" searches every charge. On PostgreSQL it looks the matches up in
+    the search index as the charge list does, in the list's order; while they fit under the cap
+    the list, its totals and its actions have exactly them, in any of the queue's sorts. Past
+    the cap it reads the table, so the totals and "select all" still count every match (the
+    charge list, which has neither, keeps the first CAP + 1)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from billing.admin.widgets import CappedCountPaginator
+
+    charge_reject(charges=Charge.objects.filter(resource_id="bad-fund-1"), note="test")
+    Charge.objects.filter(resource_id="clean").update(sub_account_id="not a fund")
+    matches = Charge.objects.filter(resource_id__in=["clean", "bad-fund-1", "bad-fund-2"])
+    by_billed = [c.resource_id for c in sorted(matches, key=lambda c: (c.billed_cost, -c.pk))]
+    for cap, through_index in ((10_000, True), (2, False)):
+        monkeypatch.setattr(CappedCountPaginator, "CAP", cap)
+        for order, expected in (("3", by_billed), ("-3", by_billed[::-1])):
+            with CaptureQueriesContext(connection) as queries:
+                page = admin_client.get(QUEUE_URL, {"status": "all", "q": "not a fund", "o": order})
+            assert page.status_code == 200
+            assert [c.resource_id for c in page.context["cl"].result_list] == expected
+            totals = {r["code"]: r["count"] for r in page.context["queue_totals"]}
+            assert totals[""] == 3  # clean, rejected and flagged
+            if connection.vendor != "postgresql":
+                continue
+            sqls = [q["sql"] for q in queries.captured_queries]
+            asked = sqls.index("SET LOCAL enable_seqscan = off")  # the look-up in the index
+            head = next(sql for sql in sqls[asked:] if sql.startswith("SELECT"))
+            assert head.endswith(f"LIMIT {cap + 1}")  # in the list's order: Django sorts first
+            listed = [sql for sql in sqls if "billed_cost" in sql and sql != head]
+            assert listed
+            for sql in listed:  # the page and the totals: of the matches the head holds, or all
+                assert ('"id" IN (' in sql) is through_index, (cap, sql)
+    # The queue's other views read their own indexes, not the search index.
+    with CaptureQueriesContext(connection) as queries:
+        assert listed_resources(admin_client, f"{QUEUE_URL}?q=not a fund") == {"bad-fund-2"}
+    assert "SET LOCAL enable_seqscan = off" not in [q["sql"] for q in queries.captured_queries]
+
+
 def test_pi_and_project_filters_find_their_charges(month, admin_client):
     charges = "/admin/billing/charge/"
     # PI emails are compared without case; project ids exactly.
